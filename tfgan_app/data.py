@@ -1,0 +1,185 @@
+"""Training images as a `tf.data` pipeline: float32 NHWC in [-1, 1], shuffled, batched.
+
+The stream is a pure function of (seed, start_step): epoch e is the split shuffled with a seed
+derived from (seed, e), and a run that resumes at step s starts exactly where step s of an
+uninterrupted run would. That is what makes resume exact without checkpointing an iterator
+that `keras.Model.fit` owns.
+"""
+
+import dataclasses
+from typing import Optional, Tuple
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+# Epochs the stream can run for; effectively unbounded.
+_MAX_EPOCHS = 1 << 30
+# Graph-level seed of the shuffle ops (any fixed non-zero value).
+_DATA_GRAPH_SEED = 20_161_001
+
+
+class DatasetError(ValueError):
+  """A dataset that cannot be used for training (unknown, not an image dataset, missing)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageDatasetInfo:
+  """What the models need to know about a dataset's images."""
+  name: str
+  split: str
+  num_examples: int
+  native_shape: Tuple[Optional[int], Optional[int], int]  # [H, W, C]; H, W None if they vary.
+  image_shape: Tuple[int, int, int]  # [H, W, C] after resizing.
+
+
+def _builder(name: str, data_dir: Optional[str]):
+  try:
+    return tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError as error:
+    raise DatasetError(
+        f"unknown dataset {name!r}: --dataset accepts a TFDS image dataset name such as "
+        "mnist, fashion_mnist, cifar10 or celeb_a") from error
+
+
+def describe(name: str, split: str, data_dir: Optional[str] = None,
+             image_size: Optional[int] = None) -> ImageDatasetInfo:
+  """Checks that `name` is a TFDS dataset with an `image` feature and describes it.
+
+  Raises:
+    DatasetError: unknown dataset, no `image` feature, unknown split, or an image size that
+      cannot be resolved.
+  """
+  builder = _builder(name, data_dir)
+  features = builder.info.features
+  if "image" not in features or not isinstance(features["image"], tfds.features.Image):
+    raise DatasetError(
+        f"dataset {name!r} has no 'image' feature (features: {sorted(features.keys())}); "
+        "--dataset accepts TFDS image datasets such as mnist, fashion_mnist, cifar10")
+  height, width, channels = features["image"].shape
+  if channels not in (1, 3):
+    raise DatasetError(f"dataset {name!r} has {channels}-channel images; accepted: 1 or 3")
+  if image_size is None:
+    if height is None or height != width:
+      raise DatasetError(
+          f"dataset {name!r} has images of shape {features['image'].shape}, not a fixed square: "
+          "pass --image_size (e.g. 64)")
+    image_size = height
+  num_examples = _num_examples(builder, name, split)
+  return ImageDatasetInfo(name=name, split=split, num_examples=num_examples,
+                          native_shape=(height, width, channels),
+                          image_shape=(image_size, image_size, channels))
+
+
+def _num_examples(builder, name, split) -> int:
+  if not builder.info.splits:
+    return 0  # Not prepared yet: known after download_and_prepare.
+  try:
+    return builder.info.splits[split].num_examples
+  except (KeyError, ValueError) as error:
+    raise DatasetError(
+        f"dataset {name!r} has no split {split!r}; accepted: "
+        f"{', '.join(sorted(builder.info.splits.keys()))} (or TFDS slices like train[:10%])"
+    ) from error
+
+
+def prepare(name: str, split: str, data_dir: Optional[str] = None, image_size=None,
+            download: bool = True) -> ImageDatasetInfo:
+  """Makes sure the dataset is on disk (downloading it if allowed) and describes it."""
+  info = describe(name, split, data_dir, image_size)
+  builder = _builder(name, data_dir)
+  if not builder.is_prepared():
+    if not download:
+      raise DatasetError(
+          f"dataset {name!r} is not prepared in {builder.data_dir_root}: set --data_dir or "
+          "$TFDS_DATA_DIR to a directory that holds it, or allow --download")
+    try:
+      builder.download_and_prepare()
+    except Exception as error:  # Network, disk, checksum: all end the same way for the user.
+      raise DatasetError(
+          f"dataset {name!r} is not in {builder.data_dir_root} and could not be downloaded "
+          f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); set "
+          "--data_dir or $TFDS_DATA_DIR to a directory that holds it") from error
+    info = describe(name, split, data_dir, image_size)
+  return info
+
+
+def _square_resize(image: tf.Tensor, size: int) -> tf.Tensor:
+  """Centre-crops to a square and resizes to [size, size]; keeps uint8."""
+  shape = tf.shape(image)
+  side = tf.minimum(shape[0], shape[1])
+  image = tf.image.resize_with_crop_or_pad(image, side, side)
+  image = tf.image.resize(image, [size, size], method="area", antialias=True)
+  return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def load_uint8_images(info: ImageDatasetInfo, data_dir: Optional[str] = None,
+                      cache: bool = True) -> tf.data.Dataset:
+  """The split's images in TFDS's fixed file order, uint8 [H, W, C] at the target size."""
+  dataset = tfds.load(info.name, split=info.split, data_dir=data_dir, download=False,
+                      shuffle_files=False)
+  dataset = dataset.map(lambda example: example["image"], num_parallel_calls=tf.data.AUTOTUNE,
+                        deterministic=True)
+  height, width, _ = info.native_shape
+  size = info.image_shape[0]
+  if (height, width) != (size, size):
+    dataset = dataset.map(lambda image: _square_resize(image, size),
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if cache:
+    dataset = dataset.cache()
+  return dataset
+
+
+def to_unit_range(images: tf.Tensor) -> tf.Tensor:
+  """uint8 [0, 255] -> float32 [-1, 1], the range of the generator's tanh output."""
+  return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+def make_train_dataset(images: tf.data.Dataset, num_examples: int, batch_size: int,
+                       d_steps: int = 1, seed: int = 0, start_step: int = 0,
+                       shuffle_buffer: int = 60_000) -> tf.data.Dataset:
+  """The training stream from `start_step` on.
+
+  Args:
+    images: uint8 [H, W, C] examples in a fixed order (`load_uint8_images`).
+    num_examples: number of examples in `images`.
+    batch_size: global batch size.
+    d_steps: discriminator updates per training step; each needs its own real batch.
+    seed: data-order seed.
+    start_step: training step of the first element (resume).
+    shuffle_buffer: shuffle buffer in examples (>= num_examples: a full shuffle).
+
+  Returns:
+    A dataset whose elements are tuples of `d_steps` float32 batches [batch_size, H, W, C] in
+    [-1, 1]. Tuples rather than one [d_steps * batch_size] tensor keep each discriminator step's
+    batch the same set of images however a distribution strategy splits the global batch.
+  """
+  if num_examples < batch_size:
+    raise DatasetError(f"the split has {num_examples} images, fewer than --batch_size="
+                       f"{batch_size}; use a smaller batch or a larger split")
+  examples_per_step = batch_size * d_steps
+  first_example = start_step * examples_per_step
+  first_epoch, offset = divmod(first_example, num_examples)
+  buffer_size = min(shuffle_buffer, num_examples)
+
+  def epoch(index):
+    # Epoch e has the same order in every run with this seed. This function is traced in graph
+    # mode, where set_seed sets only its own graph's seed: the order then depends on --seed
+    # alone, not on the process-wide seed (and TF's get_seed cannot handle a tensor op seed
+    # next to a global seed of 0).
+    tf.random.set_seed(_DATA_GRAPH_SEED)
+    epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + index
+    return images.shuffle(buffer_size, seed=epoch_seed, reshuffle_each_iteration=False)
+
+  stream = tf.data.Dataset.range(first_epoch, _MAX_EPOCHS).flat_map(epoch).skip(offset)
+  stream = stream.batch(batch_size, drop_remainder=True, num_parallel_calls=tf.data.AUTOTUNE,
+                        deterministic=True)
+  stream = stream.map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  stream = stream.batch(d_steps, drop_remainder=True)
+  stream = stream.map(lambda batches: tuple(batches[i] for i in range(d_steps)))
+
+  options = tf.data.Options()
+  options.deterministic = True
+  # Every worker reads the whole ordered stream and keeps its share of each global batch, so
+  # the data order does not depend on how many workers or files there are.
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  return stream.with_options(options).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,122 @@
+"""Command-line flags of the training entry point: the only module that defines flags.
+
+Every flag has a default, so tests and `python -m tfgan_app.train` with no arguments work.
+`config_from_flags()` turns the parsed flags into a frozen `TrainConfig`; nothing else reads
+`FLAGS`. `parse_flags_or_exit` replaces absl's parser so that a bad flag costs the user one
+clear line on stderr and exit status 2, not a usage dump.
+"""
+
+import sys
+
+from absl import flags
+
+from tfgan_app import config as config_lib
+
+FLAGS = flags.FLAGS
+_DEFAULTS = config_lib.TrainConfig()
+
+# Data.
+flags.DEFINE_string("dataset", _DEFAULTS.dataset,
+                    "TFDS image dataset name, e.g. mnist, fashion_mnist, cifar10, celeb_a.")
+flags.DEFINE_string("data_dir", None,
+                    "TFDS data directory. Default: TFDS's own, which honours $TFDS_DATA_DIR.")
+flags.DEFINE_string("split", _DEFAULTS.split,
+                    "TFDS split to train on, e.g. train, test, train[:50%].")
+flags.DEFINE_integer("image_size", None,
+                     "Side of the square training images in pixels (28, 32, 64, ...); the image "
+                     "is centre-cropped and resized. Default: the dataset's native size.")
+flags.DEFINE_integer("shuffle_buffer", _DEFAULTS.shuffle_buffer,
+                     "Shuffle buffer in examples; at least the split's size gives a full shuffle.")
+flags.DEFINE_boolean("cache", _DEFAULTS.cache,
+                     "Decode the split once and keep it in memory (uint8).")
+flags.DEFINE_boolean("download", _DEFAULTS.download,
+                     "Download and prepare the dataset if it is not in --data_dir yet.")
+# Run.
+flags.DEFINE_string("workdir", None,
+                    "Run directory for flags, checkpoints, TensorBoard events, samples and the "
+                    "export. Default: runs/<model_name>.")
+flags.DEFINE_integer("train_steps", _DEFAULTS.train_steps,
+                     "Total generator updates; each one follows --d_steps discriminator updates.")
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size,
+                     "Global batch size in images, split across replicas.")
+flags.DEFINE_integer("seed", _DEFAULTS.seed,
+                     "Seed of the data order, the latents and the initial weights.")
+flags.DEFINE_boolean("deterministic", _DEFAULTS.deterministic,
+                     "Enable TensorFlow op determinism: bit-exact reruns, somewhat slower.")
+flags.DEFINE_integer("steps_per_execution", _DEFAULTS.steps_per_execution,
+                     "Training steps per tf.function call (fewer host round trips).")
+# Model.
+flags.DEFINE_enum("architecture", _DEFAULTS.architecture, config_lib.ARCHITECTURES,
+                  "Generator/discriminator family.")
+flags.DEFINE_integer("latent_dim", _DEFAULTS.latent_dim, "Dimension of the latent vector z.")
+flags.DEFINE_integer("g_filters", _DEFAULTS.g_filters,
+                     "Channels of the generator's last hidden layer; doubles per layer inward.")
+flags.DEFINE_integer("d_filters", _DEFAULTS.d_filters,
+                     "Channels of the discriminator's first layer; doubles per layer.")
+flags.DEFINE_boolean("sync_batchnorm", _DEFAULTS.sync_batchnorm,
+                     "BatchNorm statistics over the global batch instead of each replica's.")
+# Objective and optimisation.
+flags.DEFINE_integer("d_steps", _DEFAULTS.d_steps,
+                     "k: discriminator updates per generator update (Goodfellow et al. 2014).")
+flags.DEFINE_enum("loss", _DEFAULTS.loss, config_lib.LOSSES,
+                  "Generator loss: non_saturating (-log D(G(z))) or minimax (log(1 - D(G(z)))).")
+flags.DEFINE_float("g_lr", _DEFAULTS.g_lr, "Generator Adam learning rate.")
+flags.DEFINE_float("d_lr", _DEFAULTS.d_lr, "Discriminator Adam learning rate.")
+flags.DEFINE_float("beta1", _DEFAULTS.beta1, "Adam beta_1 of both optimizers, in [0, 1).")
+flags.DEFINE_float("beta2", _DEFAULTS.beta2, "Adam beta_2 of both optimizers, in [0, 1).")
+# Outputs.
+flags.DEFINE_integer("log_every", _DEFAULTS.log_every, "Steps between TensorBoard scalars.")
+flags.DEFINE_integer("sample_every", _DEFAULTS.sample_every,
+                     "Steps between sample grids (PNG and TensorBoard) of a fixed latent batch.")
+flags.DEFINE_integer("num_sample_images", _DEFAULTS.num_sample_images,
+                     "Images in each sample grid.")
+flags.DEFINE_integer("checkpoint_every", _DEFAULTS.checkpoint_every,
+                     "Steps between checkpoints (one is also written at the end).")
+flags.DEFINE_integer("keep_checkpoints", _DEFAULTS.keep_checkpoints,
+                     "Most recent checkpoints kept on disk.")
+flags.DEFINE_string("model_name", _DEFAULTS.model_name,
+                    "Name of the exported model: <export_dir>/<model_name>/<version>/.")
+flags.DEFINE_boolean("export", _DEFAULTS.export,
+                     "Export the generator as a SavedModel when training ends.")
+flags.DEFINE_string("export_dir", None,
+                    "Base directory of exports. Default: <workdir>/export.")
+
+_POSITIVE_INTS = ("train_steps", "batch_size", "latent_dim", "g_filters", "d_filters",
+                  "d_steps", "log_every", "sample_every", "num_sample_images",
+                  "checkpoint_every", "keep_checkpoints", "steps_per_execution", "shuffle_buffer")
+_POSITIVE_FLOATS = ("g_lr", "d_lr")
+
+for _name in _POSITIVE_INTS + _POSITIVE_FLOATS:
+  flags.register_validator(_name, lambda value: value > 0,
+                           message="must be a positive number")
+flags.register_validator("image_size", lambda value: value is None or value > 0,
+                         message="must be a positive number of pixels (e.g. 28, 32, 64)")
+flags.register_validator("seed", lambda value: value >= 0, message="must be >= 0")
+for _name in ("beta1", "beta2"):
+  flags.register_validator(_name, lambda value: 0.0 <= value < 1.0, message="must be in [0, 1)")
+flags.register_validator("model_name",
+                         lambda value: bool(value) and value.replace("_", "").replace("-", "")
+                         .isalnum(),
+                         message="must be a non-empty name of letters, digits, '_' or '-'")
+
+
+def parse_flags_or_exit(argv):
+  """absl `flags_parser` that reports a bad command line in one line and exits with 2."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as error:
+    program = "python -m tfgan_app.train"
+    print(f"{program}: error: {error} (see --helpfull for accepted flags)", file=sys.stderr)
+    sys.exit(2)
+
+
+def config_from_flags() -> config_lib.TrainConfig:
+  """Builds the frozen `TrainConfig` from the parsed flags, resolving derived defaults."""
+  values = {name: FLAGS[name].value for name in _config_field_names()}
+  if values["workdir"] is None:
+    values["workdir"] = f"runs/{values['model_name']}"
+  return config_lib.TrainConfig(**values)
+
+
+def _config_field_names():
+  return [field.name for field in config_lib.dataclasses.fields(config_lib.TrainConfig)]

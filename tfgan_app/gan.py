@@ -1,0 +1,138 @@
+"""The GAN as a `keras.Model` whose `train_step` plays the minimax game.
+
+One training step (Goodfellow et al. 2014, Algorithm 1): `d_steps` discriminator updates, each
+on its own real batch and fresh latents, then one generator update. No I/O, no flags.
+
+Written for `tf.distribute`: losses are averaged over the global batch, logged values are
+all-reduced to global means (the same numbers one replica would log for the same global batch),
+and latents are drawn for the global batch from (seed, step) with a stateless RNG, each replica
+keeping its own slice: replicas see different latents, a run is reproducible from its seed, and
+one replica or many draw the very same numbers.
+"""
+
+import keras
+import tensorflow as tf
+
+from tfgan_app import losses
+
+# Purposes folded into the latent seed, so that D and G steps never share latents.
+_GENERATOR_STEP = 1 << 20
+
+
+def latent_seed(seed, step, purpose) -> tf.Tensor:
+  """A stateless-RNG seed pair unique to (seed, step, purpose)."""
+  key = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
+  key = tf.random.experimental.stateless_fold_in(key, tf.cast(purpose, tf.int64))
+  return key
+
+
+def replica_latents(seed, step, purpose, global_batch_size, local_batch_size, latent_dim):
+  """This replica's slice of the global batch of latents N(0, I) for (seed, step, purpose)."""
+  context = tf.distribute.get_replica_context()
+  replica_id = tf.cast(context.replica_id_in_sync_group, tf.int32) if context else 0
+  everyone = tf.random.stateless_normal([global_batch_size, latent_dim],
+                                        seed=latent_seed(seed, step, purpose))
+  start = replica_id * local_batch_size
+  return everyone[start:start + local_batch_size]  # [local_batch, latent_dim]
+
+
+def _global_mean(local_sum, local_count):
+  """Sum over replicas of local sums divided by the sum of local counts."""
+  context = tf.distribute.get_replica_context()
+  total = tf.stack([tf.cast(local_sum, tf.float32), tf.cast(local_count, tf.float32)])
+  if context is not None:
+    total = context.all_reduce(tf.distribute.ReduceOp.SUM, total)
+  return total[0] / total[1]
+
+
+class GAN(keras.Model):
+  """Generator and discriminator trained together by `fit`.
+
+  `fit` feeds tuples of `d_steps` real batches (see `data.make_train_dataset`). Logged values
+  per step: d_loss, g_loss, d_real (mean D(x)), d_fake (mean D(G(z))), jsd (the Jensen-Shannon
+  estimate (V + log 4) / 2 from the last discriminator step's value V).
+  """
+
+  def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int,
+               d_steps: int = 1, loss: str = "non_saturating", seed: int = 0, **kwargs):
+    super().__init__(**kwargs)
+    self.generator = generator
+    self.discriminator = discriminator
+    self.latent_dim = int(latent_dim)
+    self.d_steps = int(d_steps)
+    self.loss_kind = loss
+    self._generator_loss = losses.generator_loss_per_example(loss)
+    # Training state beyond the weights, checkpointed with them: the generator updates done
+    # so far (resume position) and the seed of the run (the random state: latents are a pure
+    # function of (seed, step)).
+    self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
+                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.seed = tf.Variable(seed, dtype=tf.int64, trainable=False, name="seed",
+                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.d_optimizer = None
+    self.g_optimizer = None
+
+  def compile(self, d_optimizer, g_optimizer, **kwargs):
+    """Sets both optimizers and builds their slots now (before `fit`, in strategy scope)."""
+    super().compile(**kwargs)
+    self.d_optimizer = d_optimizer
+    self.g_optimizer = g_optimizer
+    # Slot variables created lazily inside a distributed train_step break fit
+    # (shared/notes/stack.md §2), so build them here.
+    self.d_optimizer.build(self.discriminator.trainable_variables)
+    self.g_optimizer.build(self.generator.trainable_variables)
+
+  def call(self, latents, training=False):
+    return self.generator(latents, training=training)
+
+  def _discriminator_step(self, real_images, index, global_batch):
+    local_batch = tf.shape(real_images)[0]
+    latents = replica_latents(self.seed, self.step, index, global_batch, local_batch,
+                              self.latent_dim)
+    fake_images = self.generator(latents, training=True)
+    with tf.GradientTape() as tape:
+      real_logits = self.discriminator(real_images, training=True)
+      fake_logits = self.discriminator(fake_images, training=True)
+      per_example = losses.minimax_discriminator_loss_per_example(real_logits, fake_logits)
+      loss = losses.global_batch_mean(per_example, global_batch)
+    grads = tape.gradient(loss, self.discriminator.trainable_variables)
+    self.d_optimizer.apply(grads, self.discriminator.trainable_variables)
+    return per_example, real_logits, fake_logits
+
+  def _generator_step(self, global_batch, local_batch):
+    latents = replica_latents(self.seed, self.step, _GENERATOR_STEP, global_batch, local_batch,
+                              self.latent_dim)
+    with tf.GradientTape() as tape:
+      fake_images = self.generator(latents, training=True)
+      fake_logits = self.discriminator(fake_images, training=True)
+      per_example = self._generator_loss(fake_logits)
+      loss = losses.global_batch_mean(per_example, global_batch)
+    grads = tape.gradient(loss, self.generator.trainable_variables)
+    self.g_optimizer.apply(grads, self.generator.trainable_variables)
+    return per_example
+
+  def train_step(self, data):
+    real_batches = data if isinstance(data, (tuple, list)) else (data,)
+    if len(real_batches) != self.d_steps:
+      raise ValueError(f"expected {self.d_steps} real batches per step, got {len(real_batches)}")
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync if context else 1
+    local_batch = tf.shape(real_batches[0])[0]
+    global_batch = local_batch * replicas
+
+    for index, real_images in enumerate(real_batches):
+      d_per_example, real_logits, fake_logits = self._discriminator_step(
+          real_images, index, global_batch)
+    g_per_example = self._generator_step(global_batch, local_batch)
+    self.step.assign_add(1)
+
+    count = tf.size(d_per_example)
+    value = _global_mean(tf.reduce_sum(tf.math.log_sigmoid(real_logits))
+                         + tf.reduce_sum(tf.math.log_sigmoid(-fake_logits)), count)
+    return {
+        "d_loss": _global_mean(tf.reduce_sum(d_per_example), count),
+        "g_loss": _global_mean(tf.reduce_sum(g_per_example), tf.size(g_per_example)),
+        "d_real": _global_mean(tf.reduce_sum(tf.sigmoid(real_logits)), count),
+        "d_fake": _global_mean(tf.reduce_sum(tf.sigmoid(fake_logits)), count),
+        "jsd": losses.jsd_estimate(value),
+    }

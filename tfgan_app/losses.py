@@ -1,0 +1,77 @@
+"""GAN losses over discriminator logits, via TF-GAN, averaged over the global batch.
+
+Each function returns a scalar ready for `tape.gradient` inside a replica: per-example losses
+summed and divided by the *global* batch size (`tf.nn.compute_average_loss`), so that summing
+gradients over replicas gives the gradient of the global-batch mean.
+"""
+
+import tensorflow as tf
+
+from tfgan_app.tfgan_compat import tfgan
+
+_NONE = tf.compat.v1.losses.Reduction.NONE
+
+
+def _per_example(loss: tf.Tensor) -> tf.Tensor:
+  return tf.reshape(loss, [-1])
+
+
+def minimax_discriminator_loss_per_example(real_logits, fake_logits,
+                                           label_smoothing: float = 0.0) -> tf.Tensor:
+  """-[log D(x) + log(1 - D(G(z)))] per example (Goodfellow et al. 2014, eq. 1).
+
+  Minimising it maximises V(D, G) over D. TF-GAN's default one-sided label smoothing of 0.25
+  is switched off unless asked for.
+  """
+  return _per_example(tfgan.losses.wargs.minimax_discriminator_loss(
+      real_logits, fake_logits, label_smoothing=label_smoothing, reduction=_NONE,
+      add_summaries=False))
+
+
+def non_saturating_generator_loss_per_example(fake_logits) -> tf.Tensor:
+  """-log D(G(z)) per example: the generator loss used in practice (Goodfellow et al. 2014 §3).
+
+  Same fixed point as the minimax loss but strong gradients early in training, when D rejects
+  samples confidently and log(1 - D(G(z))) saturates.
+  """
+  return _per_example(tfgan.losses.wargs.modified_generator_loss(
+      fake_logits, label_smoothing=0.0, reduction=_NONE, add_summaries=False))
+
+
+def minimax_generator_loss_per_example(fake_logits) -> tf.Tensor:
+  """log(1 - D(G(z))) per example: the generator's side of the minimax game V(D, G)."""
+  return _per_example(tfgan.losses.wargs.minimax_generator_loss(
+      fake_logits, label_smoothing=0.0, reduction=_NONE, add_summaries=False))
+
+
+GENERATOR_LOSSES = {
+    "non_saturating": non_saturating_generator_loss_per_example,
+    "minimax": minimax_generator_loss_per_example,
+}
+
+
+def generator_loss_per_example(kind: str):
+  """The per-example generator loss for `--loss=kind`."""
+  try:
+    return GENERATOR_LOSSES[kind]
+  except KeyError:
+    raise ValueError(f"unknown loss {kind!r}; accepted: {', '.join(GENERATOR_LOSSES)}") from None
+
+
+def global_batch_mean(per_example: tf.Tensor, global_batch_size) -> tf.Tensor:
+  """Sum of this replica's per-example losses divided by the global batch size."""
+  return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+
+
+def value_function(real_logits, fake_logits) -> tf.Tensor:
+  """Per-replica mean of the GAN value V(D, G) = E log D(x) + E log(1 - D(G(z)))."""
+  return (tf.reduce_mean(tf.math.log_sigmoid(real_logits))
+          + tf.reduce_mean(tf.math.log_sigmoid(-fake_logits)))
+
+
+def jsd_estimate(value) -> tf.Tensor:
+  """The Jensen-Shannon divergence implied by D's value: V = -log 4 + 2 JSD (exact at D*).
+
+  For a discriminator that is not optimal this is a lower bound of JSD(p_data || p_g).
+  """
+  return (value + tf.math.log(4.0)) / 2.0

@@ -1,0 +1,143 @@
+"""DCGAN generator and discriminator (Radford, Metz & Chintala 2016, arXiv:1511.06434).
+
+Architecture guidelines followed: strided convolutions instead of pooling in D, transposed
+convolutions in G; BatchNorm in both except G's output layer and D's input layer; ReLU in G
+with a tanh output; LeakyReLU(0.2) in D. D returns logits (the sigmoid lives in the losses,
+where it is numerically stable).
+"""
+
+from typing import Sequence, Tuple
+
+import keras
+from keras import layers
+
+
+def upsampling_plan(image_size: int) -> Tuple[int, int]:
+  """Splits `image_size` into (base, doublings) with image_size = base * 2**doublings.
+
+  The generator starts from a base x base feature map and doubles it `doublings` times; base is
+  at most 7 so that every size DCGAN users train on works: 28 = 7 * 2**2, 32 = 4 * 2**3,
+  64 = 4 * 2**4, 48 = 6 * 2**3.
+
+  Raises:
+    ValueError: `image_size` is not of that form with at least two doublings.
+  """
+  if image_size <= 0:
+    raise ValueError(f"image_size must be positive, got {image_size}")
+  base, doublings = image_size, 0
+  while base > 7 and base % 2 == 0:
+    base //= 2
+    doublings += 1
+  if base > 7 or doublings < 2:
+    raise ValueError(
+        f"image_size {image_size} is not base * 2**n with base <= 7 and n >= 2; accepted "
+        "sizes include 12, 16, 28, 32, 48, 56, 64, 96, 128")
+  return base, doublings
+
+
+def _batch_norm(synchronized: bool, name: str):
+  # momentum 0.9 rather than Keras's 0.99: GAN statistics drift quickly, and the generator is
+  # sampled in inference mode.
+  return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized,
+                                   name=name)
+
+
+@keras.saving.register_keras_serializable(package="tfgan_app")
+class Generator(keras.Model):
+  """Maps latents [B, latent_dim] to images [B, H, W, C] in [-1, 1]."""
+
+  def __init__(self, latent_dim: int, image_shape: Sequence[int], filters: int = 64,
+               sync_batchnorm: bool = False, **kwargs):
+    """Builds the layers.
+
+    Args:
+      latent_dim: dimension of z.
+      image_shape: [H, W, C] of the output, H == W.
+      filters: channels of the last hidden feature map; each layer inward doubles them.
+      sync_batchnorm: BatchNorm statistics over the global batch under tf.distribute.
+      **kwargs: keras.Model arguments (name, ...).
+    """
+    super().__init__(**kwargs)
+    self.latent_dim = int(latent_dim)
+    self.image_shape = tuple(int(d) for d in image_shape)
+    self.filters = int(filters)
+    self.sync_batchnorm = bool(sync_batchnorm)
+    height, width, channels = self.image_shape
+    if height != width:
+      raise ValueError(f"Generator needs square images, got {self.image_shape}")
+    base, doublings = upsampling_plan(height)
+    widest = self.filters * 2 ** (doublings - 1)
+
+    self.project = layers.Dense(base * base * widest, use_bias=False, name="project")
+    self.project_bn = _batch_norm(self.sync_batchnorm, "project_bn")
+    self.reshape = layers.Reshape((base, base, widest))
+    self.up_blocks = []
+    for index in range(doublings - 1):
+      block_filters = widest // 2 ** (index + 1)
+      self.up_blocks.append((
+          layers.Conv2DTranspose(block_filters, 4, strides=2, padding="same", use_bias=False,
+                                 name=f"up{index}"),
+          _batch_norm(self.sync_batchnorm, f"up{index}_bn"),
+      ))
+    # The output layer: no BatchNorm, tanh to match data scaled to [-1, 1].
+    self.to_image = layers.Conv2DTranspose(channels, 4, strides=2, padding="same",
+                                           name="to_image")
+
+  def call(self, latents, training=False):
+    x = self.project(latents)  # [B, base*base*widest]
+    x = keras.activations.relu(self.project_bn(x, training=training))
+    x = self.reshape(x)  # [B, base, base, widest]
+    for conv, norm in self.up_blocks:
+      x = keras.activations.relu(norm(conv(x), training=training))  # [B, 2h, 2w, c/2]
+    x = self.to_image(x)  # [B, H, W, C]
+    # tanh in float32 even under a mixed-precision policy: the output is the image.
+    return keras.activations.tanh(keras.ops.cast(x, "float32"))
+
+  def get_config(self):
+    return {"latent_dim": self.latent_dim, "image_shape": list(self.image_shape),
+            "filters": self.filters, "sync_batchnorm": self.sync_batchnorm,
+            "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="tfgan_app")
+class Discriminator(keras.Model):
+  """Maps images [B, H, W, C] in [-1, 1] to logits [B, 1] of P(real)."""
+
+  def __init__(self, image_shape: Sequence[int], filters: int = 64,
+               sync_batchnorm: bool = False, **kwargs):
+    """Builds the layers.
+
+    Args:
+      image_shape: [H, W, C] of the input, H == W.
+      filters: channels of the first convolution; each following one doubles them.
+      sync_batchnorm: BatchNorm statistics over the global batch under tf.distribute.
+      **kwargs: keras.Model arguments (name, ...).
+    """
+    super().__init__(**kwargs)
+    self.image_shape = tuple(int(d) for d in image_shape)
+    self.filters = int(filters)
+    self.sync_batchnorm = bool(sync_batchnorm)
+    _, doublings = upsampling_plan(self.image_shape[0])
+    self.down_blocks = []
+    for index in range(doublings):
+      conv = layers.Conv2D(self.filters * 2 ** index, 4, strides=2, padding="same",
+                           use_bias=index == 0, name=f"down{index}")
+      # No BatchNorm on the input layer (DCGAN): it would erase the data's own statistics.
+      norm = None if index == 0 else _batch_norm(self.sync_batchnorm, f"down{index}_bn")
+      self.down_blocks.append((conv, norm))
+    self.flatten = layers.Flatten()
+    self.to_logit = layers.Dense(1, name="to_logit")
+
+  def call(self, images, training=False):
+    x = images  # [B, H, W, C]
+    for conv, norm in self.down_blocks:
+      x = conv(x)  # [B, h/2, w/2, c*2]
+      if norm is not None:
+        x = norm(x, training=training)
+      x = keras.activations.leaky_relu(x, negative_slope=0.2)
+    x = self.flatten(x)  # [B, base*base*c]
+    return keras.ops.cast(self.to_logit(x), "float32")  # [B, 1]
+
+  def get_config(self):
+    return {"image_shape": list(self.image_shape), "filters": self.filters,
+            "sync_batchnorm": self.sync_batchnorm, "name": self.name}

@@ -1,0 +1,226 @@
+"""Trains a GAN: `python -m tfgan_app.train --flagfile=configs/dcgan.cfg [--workdir=DIR]`.
+
+The workdir explains itself: `flags.cfg` (the resolved flags; `--flagfile=` it to reproduce the
+run), `run_spec.json` (what the checkpoints hold), `checkpoints/`, `train/` (TensorBoard events),
+`samples/step_*.png` and `export/<model_name>/<step>/` (the SavedModel). Running the same
+command again resumes from the newest checkpoint; a finished run says so and exits.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+from typing import Optional
+
+from absl import app
+from absl import logging
+import keras
+import tensorflow as tf
+
+from tfgan_app import callbacks as callbacks_lib
+from tfgan_app import config as config_lib
+from tfgan_app import data
+from tfgan_app import export
+from tfgan_app import flags as app_flags
+from tfgan_app import gan as gan_lib
+from tfgan_app import models
+
+FLAGFILE = "flags.cfg"
+RUN_SPEC = "run_spec.json"
+CHECKPOINT_DIR = "checkpoints"
+SAMPLE_DIR = "samples"
+SUMMARY_DIR = "train"
+# Seed purpose of the fixed latents behind the sample grids.
+_SAMPLE_LATENTS = 7
+
+
+class ConfigError(ValueError):
+  """The run cannot start as configured; the message says what is wrong and what is accepted."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+  step: int
+  finished_before: bool  # The workdir already held a finished run.
+  export_path: Optional[str]
+  last_logs: dict
+
+
+def _run_spec(config: config_lib.TrainConfig, image_shape) -> dict:
+  """The fields that decide the checkpoint's structure; resuming with others cannot work."""
+  return {"architecture": config.architecture, "dataset": config.dataset,
+          "image_shape": list(image_shape), "latent_dim": config.latent_dim,
+          "g_filters": config.g_filters, "d_filters": config.d_filters}
+
+
+def _check_workdir(config, spec) -> None:
+  """Refuses a workdir that holds a run of another architecture, before touching it."""
+  path = os.path.join(config.workdir, RUN_SPEC)
+  if not os.path.exists(path):
+    if tf.train.latest_checkpoint(os.path.join(config.workdir, CHECKPOINT_DIR)):
+      raise ConfigError(f"workdir {config.workdir} holds checkpoints but no {RUN_SPEC}; "
+                        "use a new --workdir")
+    return
+  with open(path) as f:
+    existing = json.load(f)
+  differences = [f"{key}: checkpoint {existing.get(key)!r}, flags {value!r}"
+                 for key, value in spec.items() if existing.get(key) != value]
+  if differences:
+    raise ConfigError(
+        f"workdir {config.workdir} holds a checkpoint of a different model "
+        f"({'; '.join(differences)}); use a new --workdir or the run's own flags "
+        f"(--flagfile={os.path.join(config.workdir, FLAGFILE)})")
+
+
+def _write_text_atomically(path: str, text: str) -> None:
+  staging = path + ".tmp"
+  with open(staging, "w") as f:
+    f.write(text)
+  os.replace(staging, path)
+
+
+def _configure_determinism(config) -> None:
+  # Seeds Python, NumPy, TF and Keras: initial weights follow --seed in every mode.
+  keras.utils.set_random_seed(config.seed)
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+
+
+def build_gan(config, image_shape) -> gan_lib.GAN:
+  """Builds and compiles the GAN in the current strategy scope."""
+  generator, discriminator = models.build_models(
+      config.architecture, config.latent_dim, image_shape, config.g_filters, config.d_filters,
+      sync_batchnorm=config.sync_batchnorm)
+  model = gan_lib.GAN(generator, discriminator, latent_dim=config.latent_dim,
+                      d_steps=config.d_steps, loss=config.loss, seed=config.seed)
+  model.compile(
+      d_optimizer=keras.optimizers.Adam(config.d_lr, beta_1=config.beta1, beta_2=config.beta2),
+      g_optimizer=keras.optimizers.Adam(config.g_lr, beta_1=config.beta1, beta_2=config.beta2),
+      steps_per_execution=config.steps_per_execution)
+  return model
+
+
+def make_checkpoint(model: gan_lib.GAN) -> tf.train.Checkpoint:
+  """Everything that decides the rest of a run: weights, optimizer slots, step, seed."""
+  return tf.train.Checkpoint(generator=model.generator, discriminator=model.discriminator,
+                             g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
+                             step=model.step, seed=model.seed)
+
+
+def restore_latest(checkpoint, manager, workdir) -> Optional[str]:
+  """Restores the newest checkpoint, if any; a broken one gives a ConfigError."""
+  path = manager.latest_checkpoint
+  if path is None:
+    return None
+  try:
+    checkpoint.restore(path).assert_existing_objects_matched()
+  except (tf.errors.OpError, ValueError, AssertionError) as error:
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+    raise ConfigError(f"cannot restore checkpoint {path} in workdir {workdir}: {first_line}; "
+                      "use a new --workdir or the run's own flags") from error
+  return path
+
+
+def export_metadata(config, image_shape, step: int) -> dict:
+  return {"model_name": config.model_name, "step": step, "latent_dim": config.latent_dim,
+          "image_shape": list(image_shape), "dataset": config.dataset,
+          "architecture": config.architecture, "flags": dataclasses.asdict(config)}
+
+
+def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
+  """Runs (or resumes) training as configured, then exports the generator.
+
+  Raises:
+    ConfigError, data.DatasetError: before anything in the workdir changes.
+    callbacks_lib.TrainingDivergedError: a loss became NaN/Inf (no checkpoint written for it).
+    export.ExportError: the generator could not be exported.
+  """
+  try:
+    info = data.prepare(config.dataset, config.split, config.data_dir, config.image_size,
+                        download=config.download)
+    models.dcgan.upsampling_plan(info.image_shape[0])
+  except ValueError as error:
+    raise ConfigError(str(error)) from error
+  spec = _run_spec(config, info.image_shape)
+  _check_workdir(config, spec)
+
+  _configure_determinism(config)
+  strategy = tf.distribute.get_strategy()
+  with strategy.scope():
+    model = build_gan(config, info.image_shape)
+  checkpoint = make_checkpoint(model)
+  manager = tf.train.CheckpointManager(
+      checkpoint, os.path.join(config.workdir, CHECKPOINT_DIR),
+      max_to_keep=config.keep_checkpoints)
+  restored = restore_latest(checkpoint, manager, config.workdir)
+  start_step = int(model.step.numpy())
+  if restored:
+    logging.info("Resumed from %s at step %d", restored, start_step)
+
+  os.makedirs(config.workdir, exist_ok=True)
+  _write_text_atomically(os.path.join(config.workdir, FLAGFILE), config.to_flagfile())
+  _write_text_atomically(os.path.join(config.workdir, RUN_SPEC), json.dumps(spec, indent=2))
+
+  finished_before = start_step >= config.train_steps
+  last_logs = {}
+  if finished_before:
+    print(f"Run in {config.workdir} already finished at step {start_step} "
+          f"(--train_steps={config.train_steps}); nothing to train.", flush=True)
+  else:
+    last_logs = _fit(model, manager, config, info, start_step)
+
+  export_path = None
+  step = int(model.step.numpy())
+  if config.export:
+    export_path = export.export_generator(
+        model.generator, config.latent_dim, config.resolved_export_dir, config.model_name,
+        step, export_metadata(config, info.image_shape, step))
+    print(f"Exported generator (step {step}) to {export_path}", flush=True)
+  return TrainResult(step=step, finished_before=finished_before, export_path=export_path,
+                     last_logs=last_logs)
+
+
+def _fit(model, manager, config, info, start_step) -> dict:
+  images = data.load_uint8_images(info, config.data_dir, cache=config.cache)
+  dataset = data.make_train_dataset(
+      images, info.num_examples, config.batch_size, d_steps=config.d_steps, seed=config.seed,
+      start_step=start_step, shuffle_buffer=config.shuffle_buffer)
+  writer = tf.summary.create_file_writer(os.path.join(config.workdir, SUMMARY_DIR))
+  sample_latents = tf.random.stateless_normal(
+      [config.num_sample_images, config.latent_dim], seed=[config.seed, _SAMPLE_LATENTS])
+  show_bar = callbacks_lib.progress_bar_visible()
+  history = model.fit(
+      dataset,
+      epochs=1,
+      steps_per_epoch=config.train_steps - start_step,
+      verbose=1 if show_bar else 0,
+      shuffle=False,  # The stream is already shuffled, reproducibly (data.py).
+      callbacks=[
+          # Order matters: the guard stops a diverged run before the saver can checkpoint it.
+          callbacks_lib.DivergenceGuard(manager),
+          callbacks_lib.MetricsLogger(writer, config.log_every,
+                                      config.batch_size * config.d_steps, config.train_steps,
+                                      print_lines=not show_bar),
+          callbacks_lib.SampleGrid(writer, os.path.join(config.workdir, SAMPLE_DIR),
+                                   sample_latents, config.sample_every),
+          callbacks_lib.CheckpointSaver(manager, config.checkpoint_every),
+      ])
+  return {name: float(values[-1]) for name, values in history.history.items()}
+
+
+def main(argv):
+  if len(argv) > 1:
+    print(f"python -m tfgan_app.train: error: unexpected arguments {argv[1:]}; all options are "
+          "--flags (see --helpfull)", file=sys.stderr)
+    sys.exit(2)
+  config = app_flags.config_from_flags()
+  try:
+    train_and_export(config)
+  except (ConfigError, data.DatasetError, callbacks_lib.TrainingDivergedError,
+          export.ExportError) as error:
+    print(f"python -m tfgan_app.train: error: {error}", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=app_flags.parse_flags_or_exit)
