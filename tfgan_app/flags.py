@@ -9,6 +9,7 @@ clear line on stderr and exit status 2, not a usage dump.
 import sys
 
 from absl import flags
+from absl import logging
 
 from tfgan_app import config as config_lib
 
@@ -103,11 +104,16 @@ flags.register_validator("model_name",
 def parse_flags_or_exit(argv):
   """absl `flags_parser` that reports a bad command line in one line and exits with 2."""
   try:
-    return FLAGS(argv)
+    remaining = FLAGS(argv)
   except flags.Error as error:
     program = "python -m tfgan_app.train"
     print(f"{program}: error: {error} (see --helpfull for accepted flags)", file=sys.stderr)
     sys.exit(2)
+  if not FLAGS["verbosity"].present:
+    # absl logs INFO by default, which buries our progress lines under library chatter
+    # (TFDS file listings). --verbosity=0 brings it back.
+    logging.set_verbosity(logging.WARNING)
+  return remaining
 
 
 def config_from_flags() -> config_lib.TrainConfig:

@@ -39,9 +39,16 @@ def non_saturating_generator_loss_per_example(fake_logits) -> tf.Tensor:
 
 
 def minimax_generator_loss_per_example(fake_logits) -> tf.Tensor:
-  """log(1 - D(G(z))) per example: the generator's side of the minimax game V(D, G)."""
-  return _per_example(tfgan.losses.wargs.minimax_generator_loss(
-      fake_logits, label_smoothing=0.0, reduction=_NONE, add_summaries=False))
+  """log(1 - D(G(z))) per example: the generator's side of the minimax game V(D, G).
+
+  TF-GAN computes it as -minimax_discriminator_loss(ones_like(logits), logits), i.e. it feeds
+  1.0 as the *logit* of a real example, which adds the constant -softplus(-1) = log sigmoid(1)
+  (about -0.3133). The gradient is unaffected; we remove the constant so that logged values are
+  the true log(1 - D(G(z))).
+  """
+  tfgan_value = tfgan.losses.wargs.minimax_generator_loss(
+      fake_logits, label_smoothing=0.0, reduction=_NONE, add_summaries=False)
+  return _per_example(tfgan_value) + tf.math.softplus(-1.0)
 
 
 GENERATOR_LOSSES = {

@@ -1,0 +1,37 @@
+"""Shared test fixtures: where the offline TFDS data lives, and a tiny training config."""
+
+import os
+import sys
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+  sys.path.insert(0, REPO_ROOT)
+
+from tfgan_app import config as config_lib  # pylint: disable=wrong-import-position
+
+
+def tfds_data_dir() -> str:
+  """$TFDS_DATA_DIR, else ../shared/tfds beside the checkout (the CI layout)."""
+  path = os.environ.get("TFDS_DATA_DIR") or os.path.join(REPO_ROOT, "..", "shared", "tfds")
+  return os.path.abspath(path)
+
+
+@pytest.fixture
+def data_dir():
+  path = tfds_data_dir()
+  if not os.path.isdir(os.path.join(path, "mnist")):
+    pytest.fail(f"MNIST for TFDS not found under {path}; set TFDS_DATA_DIR")
+  return path
+
+
+def tiny_config(workdir, data_dir, **overrides) -> config_lib.TrainConfig:
+  """A DCGAN small enough to train a few steps in seconds on a CPU."""
+  values = dict(dataset="mnist", data_dir=data_dir, workdir=str(workdir), train_steps=4,
+                batch_size=16, latent_dim=8, g_filters=8, d_filters=8, log_every=2,
+                sample_every=2, num_sample_images=4, checkpoint_every=2, keep_checkpoints=5,
+                seed=3, deterministic=True, download=False, shuffle_buffer=1000,
+                split="train[:2000]", model_name="tiny")
+  values.update(overrides)
+  return config_lib.TrainConfig(**values)

@@ -1,0 +1,67 @@
+"""The GAN's train_step: what it updates, what it logs, and the latents it draws."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfgan_app import gan as gan_lib
+from tfgan_app import losses
+from tfgan_app import train
+from conftest import tiny_config
+
+
+def _gan(tmp_path, **overrides):
+  config = tiny_config(tmp_path, None, **overrides)
+  keras.utils.set_random_seed(0)
+  return train.build_gan(config, (28, 28, 1))
+
+
+def _real(d_steps, batch=16):
+  return tuple(tf.random.stateless_uniform([batch, 28, 28, 1], seed=[i, 9], minval=-1, maxval=1)
+               for i in range(d_steps))
+
+
+def _weights(model):
+  return [v.numpy().copy() for v in model.trainable_variables]
+
+
+@pytest.mark.parametrize("d_steps", [1, 2])
+def test_train_step_updates_both_players_d_steps_to_one(tmp_path, d_steps):
+  model = _gan(tmp_path, d_steps=d_steps)
+  g_before, d_before = _weights(model.generator), _weights(model.discriminator)
+  logs = model.train_step(_real(d_steps))
+  assert int(model.d_optimizer.iterations.numpy()) == d_steps
+  assert int(model.g_optimizer.iterations.numpy()) == 1
+  assert int(model.step.numpy()) == 1
+  assert any(not np.array_equal(a, b) for a, b in zip(g_before, _weights(model.generator)))
+  assert any(not np.array_equal(a, b) for a, b in zip(d_before, _weights(model.discriminator)))
+  assert set(logs) == {"d_loss", "g_loss", "d_real", "d_fake", "jsd"}
+  for name in ("d_real", "d_fake"):
+    assert 0.0 <= float(logs[name]) <= 1.0
+  assert all(np.isfinite(float(value)) for value in logs.values())
+
+
+def test_logged_values_are_consistent_with_the_theory(tmp_path):
+  model = _gan(tmp_path)
+  logs = model.train_step(_real(1))
+  # d_loss = -V for the minimax discriminator loss, and jsd = (V + log 4) / 2.
+  value = -float(logs["d_loss"])
+  assert float(logs["jsd"]) == pytest.approx((value + np.log(4.0)) / 2.0, abs=1e-5)
+
+
+def test_latents_differ_by_step_and_purpose_and_replica_slices_tile_the_batch():
+  a = gan_lib.replica_latents(1, 0, 0, 8, 8, 4).numpy()
+  assert not np.array_equal(a, gan_lib.replica_latents(1, 1, 0, 8, 8, 4).numpy())
+  assert not np.array_equal(a, gan_lib.replica_latents(1, 0, 1, 8, 8, 4).numpy())
+  assert not np.array_equal(a, gan_lib.replica_latents(2, 0, 0, 8, 8, 4).numpy())
+  np.testing.assert_array_equal(a, gan_lib.replica_latents(1, 0, 0, 8, 8, 4).numpy())
+  assert abs(a.mean()) < 1.0 and 0.3 < a.std() < 2.0
+
+
+def test_minimax_loss_choice(tmp_path):
+  model = _gan(tmp_path, loss="minimax")
+  assert model._generator_loss is losses.minimax_generator_loss_per_example
+  logs = model.train_step(_real(1))
+  # log(1 - D(G(z))) is negative.
+  assert float(logs["g_loss"]) < 0.0

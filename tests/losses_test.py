@@ -1,0 +1,59 @@
+"""Golden values of the GAN losses and of the value/JSD estimate."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfgan_app import losses
+
+REAL = tf.constant([[2.0], [-1.0]])
+FAKE = tf.constant([[0.5], [-3.0]])
+
+
+def test_minimax_discriminator_loss_golden():
+  # -log(sigmoid(2)) - log(1 - sigmoid(0.5)) and -log(sigmoid(-1)) - log(1 - sigmoid(-3)).
+  got = losses.minimax_discriminator_loss_per_example(REAL, FAKE).numpy()
+  np.testing.assert_allclose(got, [1.1010050, 1.3618490], rtol=1e-6)
+
+
+def test_non_saturating_generator_loss_golden():
+  # -log(sigmoid(0.5)), -log(sigmoid(-3)).
+  got = losses.non_saturating_generator_loss_per_example(FAKE).numpy()
+  np.testing.assert_allclose(got, [0.4740770, 3.0485874], rtol=1e-6)
+
+
+def test_minimax_generator_loss_golden():
+  # log(1 - sigmoid(0.5)), log(1 - sigmoid(-3)).
+  got = losses.minimax_generator_loss_per_example(FAKE).numpy()
+  np.testing.assert_allclose(got, [-0.9740770, -0.0485874], rtol=1e-5)
+
+
+def test_label_smoothing_is_off_by_default():
+  # TF-GAN's own default smooths real labels by 0.25; ours must not.
+  smoothed = losses.minimax_discriminator_loss_per_example(REAL, FAKE, label_smoothing=0.25)
+  plain = losses.minimax_discriminator_loss_per_example(REAL, FAKE)
+  assert not np.allclose(smoothed.numpy(), plain.numpy())
+
+
+def test_global_batch_mean_divides_by_global_batch():
+  per_example = tf.constant([1.0, 2.0, 3.0, 4.0])
+  assert float(losses.global_batch_mean(per_example, 8)) == pytest.approx(10.0 / 8)
+
+
+def test_unknown_loss_names_accepted_values():
+  with pytest.raises(ValueError, match="non_saturating, minimax"):
+    losses.generator_loss_per_example("wasserstein")
+
+
+def test_jsd_estimate_at_the_optimum():
+  # With p_g = p_data, D* = 1/2 everywhere: V = 2 log(1/2) = -log 4, so JSD = 0.
+  zeros = tf.zeros([10, 1])
+  value = losses.value_function(zeros, zeros)
+  assert float(value) == pytest.approx(-math.log(4.0), abs=1e-6)
+  assert float(losses.jsd_estimate(value)) == pytest.approx(0.0, abs=1e-6)
+  # A perfect discriminator (disjoint supports): V -> 0, JSD -> log 2.
+  big = tf.fill([10, 1], 40.0)
+  assert float(losses.jsd_estimate(losses.value_function(big, -big))) == pytest.approx(
+      math.log(2.0), abs=1e-6)

@@ -1,0 +1,140 @@
+"""The training entry point: files it writes, exact resume, finished runs, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfgan_app import export
+from tfgan_app import train
+from conftest import REPO_ROOT, tfds_data_dir, tiny_config
+
+
+def _checkpoint_values(workdir):
+  path = tf.train.latest_checkpoint(os.path.join(workdir, train.CHECKPOINT_DIR))
+  reader = tf.train.load_checkpoint(path)
+  return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(path)
+          if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")}
+
+
+def _run_cli(*args, env_extra=None):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env_extra or {}))
+  return subprocess.run([sys.executable, "-m", "tfgan_app.train", *args], cwd=REPO_ROOT,
+                        env=env, capture_output=True, text=True, timeout=300)
+
+
+def _tiny_flags(workdir, data_dir, *extra):
+  config = tiny_config(workdir, data_dir)
+  flagfile = f"{workdir}.cfg"
+  with open(flagfile, "w") as f:
+    f.write(config.to_flagfile())
+  return [f"--flagfile={flagfile}", *extra]
+
+
+def test_entry_point_writes_every_promised_file(tmp_path, data_dir):
+  workdir = tmp_path / "run"
+  result = _run_cli(*_tiny_flags(workdir, data_dir))
+  assert result.returncode == 0, result.stderr[-2000:]
+  files = {os.path.relpath(os.path.join(root, name), workdir)
+           for root, _, names in os.walk(workdir) for name in names}
+  assert "flags.cfg" in files and "run_spec.json" in files
+  assert any(name.startswith("train/events.out.tfevents") for name in files)
+  assert {"samples/step_0000002.png", "samples/step_0000004.png"} <= files
+  assert {"checkpoints/checkpoint", "checkpoints/ckpt-4.index"} <= files
+  assert "export/tiny/4/saved_model.pb" in files
+  assert "export/tiny/4/assets.extra/tfgan_app_metadata.json" in files
+  assert not any("/.tmp-" in name for name in files)  # No staging left behind.
+  # The resolved flagfile reproduces the run's configuration.
+  flags_text = (workdir / "flags.cfg").read_text()
+  assert "--train_steps=4" in flags_text and "--image_size=28" not in flags_text
+  assert "--latent_dim=8" in flags_text and "--deterministic" in flags_text
+  # TensorBoard holds the promised scalars and sample images.
+  tags = set()
+  for event_file in (workdir / "train").iterdir():
+    for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+      tags.update(value.tag for value in event.summary.value)
+  assert {"d_loss", "g_loss", "d_real", "d_fake", "jsd", "images_per_sec", "samples"} <= tags
+  png = tf.io.decode_png(tf.io.read_file(str(workdir / "samples/step_0000004.png")))
+  assert png.shape[-1] == 1 and png.shape[0] == 2 * 28 + 1
+
+
+def test_resume_reaches_the_weights_of_an_uninterrupted_run(tmp_path, data_dir):
+  straight = tiny_config(tmp_path / "straight", data_dir, train_steps=6, checkpoint_every=3,
+                         export=False)
+  train.train_and_export(straight)
+  interrupted = straight.with_updates(workdir=str(tmp_path / "resumed"), train_steps=3)
+  assert train.train_and_export(interrupted).step == 3
+  result = train.train_and_export(interrupted.with_updates(train_steps=6))
+  assert result.step == 6 and not result.finished_before
+  expected, got = _checkpoint_values(straight.workdir), _checkpoint_values(result_dir := str(
+      tmp_path / "resumed"))
+  assert set(expected) == set(got)
+  # Generator, discriminator, both optimizers' slots and iteration counts, step and seed.
+  assert any("g_optimizer" in name for name in got) and any("d_optimizer" in name for name in got)
+  for name in expected:
+    np.testing.assert_array_equal(got[name], expected[name], err_msg=f"{name} in {result_dir}")
+
+
+def test_finished_run_says_so_and_exits(tmp_path, data_dir, capsys):
+  config = tiny_config(tmp_path / "run", data_dir, train_steps=2, checkpoint_every=2)
+  train.train_and_export(config)
+  before = _checkpoint_values(config.workdir)
+  result = train.train_and_export(config)
+  assert result.finished_before and result.step == 2
+  assert "already finished at step 2" in capsys.readouterr().out
+  after = _checkpoint_values(config.workdir)
+  assert all(np.array_equal(before[name], after[name]) for name in before)
+
+
+def _snapshot(directory):
+  return {os.path.join(root, name): os.path.getmtime(os.path.join(root, name))
+          for root, _, names in os.walk(directory) for name in names}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  """One finished tiny run shared by the bad-input cases, which must leave it untouched."""
+  workdir = tmp_path_factory.mktemp("bad_input") / "run"
+  train.train_and_export(tiny_config(workdir, tfds_data_dir(), train_steps=2,
+                                     checkpoint_every=2))
+  return workdir
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--no_such_flag=1"], "Unknown command line flag 'no_such_flag'"),
+    (["--dataset=no_such_dataset"], "unknown dataset 'no_such_dataset'"),
+    (["--dataset=imdb_reviews"], "has no 'image' feature"),
+    (["--batch_size=0"], "--batch_size=0: must be a positive number"),
+    (["--image_size=-28"], "--image_size=-28: must be a positive number of pixels"),
+    (["--latent_dim=-1"], "--latent_dim=-1: must be a positive number"),
+    (["--loss=wasserstein"], "--loss=wasserstein: value should be one of <non_saturating|minimax>"),
+    (["--image_size=30"], "image_size 30 is not base * 2**n"),
+    (["--latent_dim=16"], "holds a checkpoint of a different model (latent_dim: checkpoint 8"),
+    (["--g_filters=16"], "holds a checkpoint of a different model (g_filters: checkpoint 8"),
+])
+def test_bad_input_fails_in_one_line_and_changes_nothing(finished_run, data_dir, extra, message):
+  workdir = finished_run
+  before = _snapshot(workdir)
+  result = _run_cli(*_tiny_flags(workdir, data_dir, *extra))
+  assert result.returncode != 0
+  # TensorFlow's native start-up notices (CUDA probing) may precede it; ours is one line.
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  error_lines = [line for line in result.stderr.splitlines()
+                 if line.startswith("python -m tfgan_app.train: error:")]
+  assert len(error_lines) == 1, result.stderr[-3000:]
+  assert message in error_lines[0]
+  assert _snapshot(workdir) == before
+
+
+def test_export_is_written_and_metadata_describes_it(tmp_path, data_dir):
+  config = tiny_config(tmp_path / "run", data_dir, train_steps=2, checkpoint_every=2)
+  result = train.train_and_export(config)
+  assert result.export_path == os.path.join(config.workdir, "export", "tiny", "2")
+  metadata = export.read_metadata(result.export_path)
+  assert metadata["latent_dim"] == 8 and metadata["image_shape"] == [28, 28, 1]
+  assert metadata["step"] == 2 and metadata["flags"]["seed"] == 3
+  assert json.loads(json.dumps(metadata)) == metadata
