@@ -87,7 +87,7 @@ class SampleGrid(keras.callbacks.Callback):
 
   def write(self, step: int) -> str:
     """Renders the grid for `step`; returns the PNG path."""
-    generated = export.to_uint8(self.model.generator(self._latents, training=False)).numpy()
+    generated = export.to_uint8(self.model.sampling_generator(self._latents, training=False)).numpy()
     tiled = images_lib.grid(generated)
     path = os.path.join(self._sample_dir, f"step_{step:07d}.png")
     images_lib.write_png(path, tiled)

@@ -10,7 +10,6 @@ import os
 from typing import Optional
 
 LOSSES = ("non_saturating", "minimax")
-ARCHITECTURES = ("dcgan",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +44,7 @@ class TrainConfig:
   d_lr: float = 2e-4
   beta1: float = 0.5
   beta2: float = 0.999
+  ema_decay: float = 0.999  # 0: no EMA generator.
   # Outputs.
   log_every: int = 50
   sample_every: int = 500

@@ -12,6 +12,7 @@ from absl import flags
 from absl import logging
 
 from tfgan_app import config as config_lib
+from tfgan_app import models
 
 FLAGS = flags.FLAGS
 _DEFAULTS = config_lib.TrainConfig()
@@ -47,7 +48,7 @@ flags.DEFINE_boolean("deterministic", _DEFAULTS.deterministic,
 flags.DEFINE_integer("steps_per_execution", _DEFAULTS.steps_per_execution,
                      "Training steps per tf.function call (fewer host round trips).")
 # Model.
-flags.DEFINE_enum("architecture", _DEFAULTS.architecture, config_lib.ARCHITECTURES,
+flags.DEFINE_enum("architecture", _DEFAULTS.architecture, models.ARCHITECTURES,
                   "Generator/discriminator family.")
 flags.DEFINE_integer("latent_dim", _DEFAULTS.latent_dim, "Dimension of the latent vector z.")
 flags.DEFINE_integer("g_filters", _DEFAULTS.g_filters,
@@ -65,6 +66,9 @@ flags.DEFINE_float("g_lr", _DEFAULTS.g_lr, "Generator Adam learning rate.")
 flags.DEFINE_float("d_lr", _DEFAULTS.d_lr, "Discriminator Adam learning rate.")
 flags.DEFINE_float("beta1", _DEFAULTS.beta1, "Adam beta_1 of both optimizers, in [0, 1).")
 flags.DEFINE_float("beta2", _DEFAULTS.beta2, "Adam beta_2 of both optimizers, in [0, 1).")
+flags.DEFINE_float("ema_decay", _DEFAULTS.ema_decay,
+                   "Decay per step of an exponential moving average of the generator's weights, "
+                   "in [0, 1); the average is what is sampled and exported. 0: no average.")
 # Outputs.
 flags.DEFINE_integer("log_every", _DEFAULTS.log_every, "Steps between TensorBoard scalars.")
 flags.DEFINE_integer("sample_every", _DEFAULTS.sample_every,
@@ -93,7 +97,7 @@ for _name in _POSITIVE_INTS + _POSITIVE_FLOATS:
 flags.register_validator("image_size", lambda value: value is None or value > 0,
                          message="must be a positive number of pixels (e.g. 28, 32, 64)")
 flags.register_validator("seed", lambda value: value >= 0, message="must be >= 0")
-for _name in ("beta1", "beta2"):
+for _name in ("beta1", "beta2", "ema_decay"):
   flags.register_validator(_name, lambda value: 0.0 <= value < 1.0, message="must be in [0, 1)")
 flags.register_validator("model_name",
                          lambda value: bool(value) and value.replace("_", "").replace("-", "")

@@ -10,6 +10,8 @@ keeping its own slice: replicas see different latents, a run is reproducible fro
 one replica or many draw the very same numbers.
 """
 
+from typing import Optional
+
 import keras
 import tensorflow as tf
 
@@ -54,10 +56,26 @@ class GAN(keras.Model):
   """
 
   def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int,
-               d_steps: int = 1, loss: str = "non_saturating", seed: int = 0, **kwargs):
+               d_steps: int = 1, loss: str = "non_saturating", seed: int = 0,
+               ema_generator: Optional[keras.Model] = None, ema_decay: float = 0.999,
+               **kwargs):
+    """Assembles the GAN.
+
+    Args:
+      generator, discriminator: built Keras models (D returns logits).
+      latent_dim: dimension of z.
+      d_steps: k, discriminator updates per generator update.
+      loss: generator loss, a key of `losses.GENERATOR_LOSSES`.
+      seed: seed of the latents.
+      ema_generator: optional copy of `generator` (same architecture, built) that tracks an
+        exponential moving average of its weights; it is what gets sampled and exported.
+      ema_decay: decay of that average per generator update.
+    """
     super().__init__(**kwargs)
     self.generator = generator
     self.discriminator = discriminator
+    self.ema_generator = ema_generator
+    self.ema_decay = float(ema_decay)
     self.latent_dim = int(latent_dim)
     self.d_steps = int(d_steps)
     self.loss_kind = loss
@@ -84,6 +102,28 @@ class GAN(keras.Model):
 
   def call(self, latents, training=False):
     return self.generator(latents, training=training)
+
+  @property
+  def sampling_generator(self) -> keras.Model:
+    """The generator to sample, evaluate and export: the EMA one when there is one."""
+    return self.ema_generator if self.ema_generator is not None else self.generator
+
+  def reset_ema(self):
+    """Sets the EMA weights to the generator's (at the start of a run)."""
+    for average, variable in zip(self.ema_generator.variables, self.generator.variables):
+      average.assign(variable)
+
+  def _update_ema(self):
+    decay = self.ema_decay
+
+    def update(strategy):
+      # Cross-replica context: the weights are mirrored and equal on every replica, so one
+      # assignment per variable updates all copies.
+      del strategy
+      for average, variable in zip(self.ema_generator.variables, self.generator.variables):
+        average.assign(decay * average + (1.0 - decay) * variable)
+
+    tf.distribute.get_replica_context().merge_call(update)
 
   def _discriminator_step(self, real_images, index, global_batch):
     local_batch = tf.shape(real_images)[0]
@@ -124,6 +164,8 @@ class GAN(keras.Model):
       d_per_example, real_logits, fake_logits = self._discriminator_step(
           real_images, index, global_batch)
     g_per_example = self._generator_step(global_batch, local_batch)
+    if self.ema_generator is not None:
+      self._update_ema()
     self.step.assign_add(1)
 
     count = tf.size(d_per_example)

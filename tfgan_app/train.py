@@ -50,7 +50,8 @@ def _run_spec(config: config_lib.TrainConfig, image_shape) -> dict:
   """The fields that decide the checkpoint's structure; resuming with others cannot work."""
   return {"architecture": config.architecture, "dataset": config.dataset,
           "image_shape": list(image_shape), "latent_dim": config.latent_dim,
-          "g_filters": config.g_filters, "d_filters": config.d_filters}
+          "g_filters": config.g_filters, "d_filters": config.d_filters,
+          "ema": config.ema_decay > 0}
 
 
 def _check_workdir(config, spec) -> None:
@@ -91,8 +92,16 @@ def build_gan(config, image_shape) -> gan_lib.GAN:
   generator, discriminator = models.build_models(
       config.architecture, config.latent_dim, image_shape, config.g_filters, config.d_filters,
       sync_batchnorm=config.sync_batchnorm)
+  ema_generator = None
+  if config.ema_decay > 0:
+    ema_generator = models.build_generator(
+        config.architecture, config.latent_dim, image_shape, config.g_filters,
+        config.sync_batchnorm, name="ema_generator")
   model = gan_lib.GAN(generator, discriminator, latent_dim=config.latent_dim,
-                      d_steps=config.d_steps, loss=config.loss, seed=config.seed)
+                      d_steps=config.d_steps, loss=config.loss, seed=config.seed,
+                      ema_generator=ema_generator, ema_decay=config.ema_decay)
+  if ema_generator is not None:
+    model.reset_ema()
   model.compile(
       d_optimizer=keras.optimizers.Adam(config.d_lr, beta_1=config.beta1, beta_2=config.beta2),
       g_optimizer=keras.optimizers.Adam(config.g_lr, beta_1=config.beta1, beta_2=config.beta2),
@@ -102,9 +111,12 @@ def build_gan(config, image_shape) -> gan_lib.GAN:
 
 def make_checkpoint(model: gan_lib.GAN) -> tf.train.Checkpoint:
   """Everything that decides the rest of a run: weights, optimizer slots, step, seed."""
-  return tf.train.Checkpoint(generator=model.generator, discriminator=model.discriminator,
-                             g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
-                             step=model.step, seed=model.seed)
+  objects = dict(generator=model.generator, discriminator=model.discriminator,
+                 g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
+                 step=model.step, seed=model.seed)
+  if model.ema_generator is not None:
+    objects["ema_generator"] = model.ema_generator
+  return tf.train.Checkpoint(**objects)
 
 
 def restore_latest(checkpoint, manager, workdir) -> Optional[str]:
@@ -124,7 +136,8 @@ def restore_latest(checkpoint, manager, workdir) -> Optional[str]:
 def export_metadata(config, image_shape, step: int) -> dict:
   return {"model_name": config.model_name, "step": step, "latent_dim": config.latent_dim,
           "image_shape": list(image_shape), "dataset": config.dataset,
-          "architecture": config.architecture, "flags": dataclasses.asdict(config)}
+          "architecture": config.architecture, "ema": config.ema_decay > 0,
+          "flags": dataclasses.asdict(config)}
 
 
 def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
@@ -173,7 +186,7 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
   step = int(model.step.numpy())
   if config.export:
     export_path = export.export_generator(
-        model.generator, config.latent_dim, config.resolved_export_dir, config.model_name,
+        model.sampling_generator, config.latent_dim, config.resolved_export_dir, config.model_name,
         step, export_metadata(config, info.image_shape, step))
     print(f"Exported generator (step {step}) to {export_path}", flush=True)
   return TrainResult(step=step, finished_before=finished_before, export_path=export_path,

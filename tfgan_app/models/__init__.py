@@ -6,21 +6,45 @@ import keras
 
 from tfgan_app.models import dcgan
 
+ARCHITECTURES = ("dcgan",)
+
+
+def _check(architecture):
+  if architecture not in ARCHITECTURES:
+    raise ValueError(f"unknown architecture {architecture!r}; accepted: "
+                     f"{', '.join(ARCHITECTURES)}")
+
+
+# Both builders create the weights now, inside whatever strategy scope the caller holds: a Keras 3
+# model whose weights are created lazily inside a distributed train_step fails
+# (shared/notes/stack.md §2). Keras 3's `build(shape)` does not run a subclassed model's call(),
+# so each model is called once.
+
+
+def build_generator(architecture: str, latent_dim: int, image_shape: Sequence[int],
+                    filters: int, sync_batchnorm: bool = False,
+                    name: str = "generator") -> keras.Model:
+  """A built generator mapping [B, latent_dim] to [B, *image_shape] in [-1, 1]."""
+  _check(architecture)
+  generator = dcgan.Generator(latent_dim, image_shape, filters=filters,
+                              sync_batchnorm=sync_batchnorm, name=name)
+  generator(keras.ops.zeros((1, latent_dim)))
+  return generator
+
+
+def build_discriminator(architecture: str, image_shape: Sequence[int], filters: int,
+                        sync_batchnorm: bool = False) -> keras.Model:
+  """A built discriminator mapping [B, *image_shape] to logits [B, 1]."""
+  _check(architecture)
+  discriminator = dcgan.Discriminator(image_shape, filters=filters,
+                                      sync_batchnorm=sync_batchnorm, name="discriminator")
+  discriminator(keras.ops.zeros((1, *image_shape)))
+  return discriminator
+
 
 def build_models(architecture: str, latent_dim: int, image_shape: Sequence[int],
                  g_filters: int, d_filters: int,
                  sync_batchnorm: bool = False) -> Tuple[keras.Model, keras.Model]:
-  """Returns (generator, discriminator), built (weights created) for `image_shape`."""
-  if architecture != "dcgan":
-    raise ValueError(f"unknown architecture {architecture!r}; accepted: dcgan")
-  generator = dcgan.Generator(latent_dim, image_shape, filters=g_filters,
-                              sync_batchnorm=sync_batchnorm, name="generator")
-  discriminator = dcgan.Discriminator(image_shape, filters=d_filters,
-                                      sync_batchnorm=sync_batchnorm, name="discriminator")
-  # Create the weights now, inside whatever strategy scope the caller holds: a Keras 3 model
-  # whose weights are created lazily inside a distributed train_step fails
-  # (shared/notes/stack.md §2). Keras 3's `build(shape)` does not run a subclassed model's
-  # call(), so call each model once.
-  generator(keras.ops.zeros((1, latent_dim)))
-  discriminator(keras.ops.zeros((1, *image_shape)))
-  return generator, discriminator
+  """Returns (generator, discriminator), built for `image_shape`."""
+  return (build_generator(architecture, latent_dim, image_shape, g_filters, sync_batchnorm),
+          build_discriminator(architecture, image_shape, d_filters, sync_batchnorm))

@@ -1,0 +1,41 @@
+"""Every configs/*.cfg parses with the real flag definitions into a valid TrainConfig."""
+
+import glob
+import os
+
+import pytest
+
+from tfgan_app import flags as app_flags
+from conftest import REPO_ROOT
+
+CONFIGS = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "*.cfg")))
+
+
+def test_there_are_configs():
+  assert any(path.endswith("dcgan.cfg") for path in CONFIGS)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_config_parses(path):
+  app_flags.FLAGS.unparse_flags()
+  try:
+    app_flags.FLAGS(["train", f"--flagfile={path}"])
+    config = app_flags.config_from_flags()
+  finally:
+    app_flags.FLAGS.unparse_flags()
+  text = open(path).read()
+  assert text.startswith("#"), "a config opens with comments: command, run time, result"
+  assert "python -m tfgan_app.train --flagfile=configs/" in text
+  assert config.train_steps > 0 and config.batch_size > 0
+
+
+def test_dcgan_config_is_the_dcgan_recipe():
+  app_flags.FLAGS.unparse_flags()
+  try:
+    app_flags.FLAGS(["train", f"--flagfile={os.path.join(REPO_ROOT, 'configs', 'dcgan.cfg')}"])
+    config = app_flags.config_from_flags()
+  finally:
+    app_flags.FLAGS.unparse_flags()
+  assert config.dataset == "mnist" and config.model_name == "dcgan"
+  assert (config.g_lr, config.d_lr, config.beta1, config.batch_size) == (2e-4, 2e-4, 0.5, 128)
+  assert config.architecture == "dcgan" and config.export
