@@ -25,6 +25,11 @@ def _step(model) -> int:
   return int(model.step.numpy())
 
 
+def _scalar(value) -> float:
+  # Multi-worker runs log length-1 arrays (gan.py).
+  return float(np.mean(np.asarray(value)))
+
+
 class MetricsLogger(keras.callbacks.Callback):
   """TensorBoard scalars every `log_every` steps, images/s in the progress bar and log lines.
 
@@ -61,10 +66,10 @@ class MetricsLogger(keras.callbacks.Callback):
     logs["images_per_sec"] = rate  # Shown by the progress bar, which runs after us.
     with self._writer.as_default(step=step):
       for name, value in logs.items():
-        tf.summary.scalar(name, float(value))
+        tf.summary.scalar(name, _scalar(value))
     self._writer.flush()
     if self._print_lines:
-      values = " ".join(f"{name}={float(value):.4f}" for name, value in logs.items()
+      values = " ".join(f"{name}={_scalar(value):.4f}" for name, value in logs.items()
                         if name != "images_per_sec")
       print(f"step {step}/{self._total_steps} {values} images/s={rate:.0f}", flush=True)
     self._window_start = time.perf_counter()
@@ -142,7 +147,7 @@ class DivergenceGuard(keras.callbacks.Callback):
 
   def on_train_batch_end(self, batch, logs=None):
     bad = [name for name, value in (logs or {}).items()
-           if not math.isfinite(float(np.asarray(value)))]
+           if not math.isfinite(_scalar(value))]
     if bad:
       raise TrainingDivergedError(
           f"{', '.join(bad)} became NaN/Inf at step {_step(self.model)}; last good checkpoint: "

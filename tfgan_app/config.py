@@ -31,6 +31,10 @@ class TrainConfig:
   seed: int = 0
   deterministic: bool = False
   steps_per_execution: int = 1
+  # Distribution.
+  strategy: str = "auto"
+  num_cpu_replicas: int = 1
+  tpu: Optional[str] = None
   # Model.
   architecture: str = "dcgan"
   latent_dim: int = 100

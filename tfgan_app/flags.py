@@ -12,6 +12,7 @@ from absl import flags
 from absl import logging
 
 from tfgan_app import config as config_lib
+from tfgan_app import distribute
 from tfgan_app import models
 
 FLAGS = flags.FLAGS
@@ -47,6 +48,15 @@ flags.DEFINE_boolean("deterministic", _DEFAULTS.deterministic,
                      "Enable TensorFlow op determinism: bit-exact reruns, somewhat slower.")
 flags.DEFINE_integer("steps_per_execution", _DEFAULTS.steps_per_execution,
                      "Training steps per tf.function call (fewer host round trips).")
+# Distribution.
+flags.DEFINE_enum("strategy", _DEFAULTS.strategy, distribute.STRATEGIES,
+                  "tf.distribute strategy: auto (mirrored over all GPUs when there are several, "
+                  "else default), default, one_device, mirrored, multi_worker (reads TF_CONFIG), "
+                  "tpu (with --tpu).")
+flags.DEFINE_integer("num_cpu_replicas", _DEFAULTS.num_cpu_replicas,
+                     "Split the CPU into this many logical devices, so that --strategy=mirrored "
+                     "runs several replicas without GPUs.")
+flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --strategy=tpu.")
 # Model.
 flags.DEFINE_enum("architecture", _DEFAULTS.architecture, models.ARCHITECTURES,
                   "Generator/discriminator family.")
@@ -88,7 +98,8 @@ flags.DEFINE_string("export_dir", None,
 
 _POSITIVE_INTS = ("train_steps", "batch_size", "latent_dim", "g_filters", "d_filters",
                   "d_steps", "log_every", "sample_every", "num_sample_images",
-                  "checkpoint_every", "keep_checkpoints", "steps_per_execution", "shuffle_buffer")
+                  "checkpoint_every", "keep_checkpoints", "steps_per_execution", "shuffle_buffer",
+                  "num_cpu_replicas")
 _POSITIVE_FLOATS = ("g_lr", "d_lr")
 
 for _name in _POSITIVE_INTS + _POSITIVE_FLOATS:

@@ -89,10 +89,16 @@ class GAN(keras.Model):
                             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     self.d_optimizer = None
     self.g_optimizer = None
+    # The players arrive built (models.build_*), so the GAN is too; otherwise fit under
+    # tf.distribute would try to build it by calling it on a real batch.
+    self.built = True
 
   def compile(self, d_optimizer, g_optimizer, **kwargs):
     """Sets both optimizers and builds their slots now (before `fit`, in strategy scope)."""
-    super().compile(**kwargs)
+    # Keras's own `optimizer` slot gets G's optimizer (already built below): left at its default,
+    # it would hold an unbuilt RMSprop that makes fit re-trace the model symbolically under
+    # tf.distribute, calling the GAN on real images.
+    super().compile(optimizer=g_optimizer, **kwargs)
     self.d_optimizer = d_optimizer
     self.g_optimizer = g_optimizer
     # Slot variables created lazily inside a distributed train_step break fit
@@ -102,6 +108,13 @@ class GAN(keras.Model):
 
   def call(self, latents, training=False):
     return self.generator(latents, training=training)
+
+  def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+    # Keras's TF trainer pulls a first batch and all-reduces it under any tf.distribute strategy
+    # to build the model symbolically; under MultiWorkerMirroredStrategy that reduce of our tuple
+    # of per-replica batches fails. Everything is built already (players, both optimizers), so
+    # there is nothing to build.
+    del iterator, data_batch
 
   @property
   def sampling_generator(self) -> keras.Model:
@@ -169,12 +182,17 @@ class GAN(keras.Model):
     self.step.assign_add(1)
 
     count = tf.size(d_per_example)
+    # Keras reduces what train_step returns across workers with strategy.reduce(MEAN, axis=0),
+    # which needs a batch axis: the values are global already, so give them a length-1 one.
+    multi_worker = isinstance(tf.distribute.get_strategy(),
+                              tf.distribute.MultiWorkerMirroredStrategy)
+    as_log = (lambda x: tf.reshape(x, [1])) if multi_worker else (lambda x: x)
     value = _global_mean(tf.reduce_sum(tf.math.log_sigmoid(real_logits))
                          + tf.reduce_sum(tf.math.log_sigmoid(-fake_logits)), count)
     return {
-        "d_loss": _global_mean(tf.reduce_sum(d_per_example), count),
-        "g_loss": _global_mean(tf.reduce_sum(g_per_example), tf.size(g_per_example)),
-        "d_real": _global_mean(tf.reduce_sum(tf.sigmoid(real_logits)), count),
-        "d_fake": _global_mean(tf.reduce_sum(tf.sigmoid(fake_logits)), count),
-        "jsd": losses.jsd_estimate(value),
+        "d_loss": as_log(_global_mean(tf.reduce_sum(d_per_example), count)),
+        "g_loss": as_log(_global_mean(tf.reduce_sum(g_per_example), tf.size(g_per_example))),
+        "d_real": as_log(_global_mean(tf.reduce_sum(tf.sigmoid(real_logits)), count)),
+        "d_fake": as_log(_global_mean(tf.reduce_sum(tf.sigmoid(fake_logits)), count)),
+        "jsd": as_log(losses.jsd_estimate(value)),
     }

@@ -15,11 +15,13 @@ from typing import Optional
 from absl import app
 from absl import logging
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfgan_app import callbacks as callbacks_lib
 from tfgan_app import config as config_lib
 from tfgan_app import data
+from tfgan_app import distribute
 from tfgan_app import export
 from tfgan_app import flags as app_flags
 from tfgan_app import gan as gan_lib
@@ -119,9 +121,9 @@ def make_checkpoint(model: gan_lib.GAN) -> tf.train.Checkpoint:
   return tf.train.Checkpoint(**objects)
 
 
-def restore_latest(checkpoint, manager, workdir) -> Optional[str]:
-  """Restores the newest checkpoint, if any; a broken one gives a ConfigError."""
-  path = manager.latest_checkpoint
+def restore_latest(checkpoint, checkpoint_dir, workdir) -> Optional[str]:
+  """Restores the newest checkpoint in `checkpoint_dir`, if any; a broken one: ConfigError."""
+  path = tf.train.latest_checkpoint(checkpoint_dir)
   if path is None:
     return None
   try:
@@ -149,6 +151,12 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
     export.ExportError: the generator could not be exported.
   """
   try:
+    strategy = distribute.build_strategy(config.strategy, config.num_cpu_replicas, config.tpu)
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+      raise ConfigError(
+          f"--batch_size={config.batch_size} is not divisible by the {replicas} replicas of "
+          f"--strategy={config.strategy}; use a multiple of {replicas}")
     info = data.prepare(config.dataset, config.split, config.data_dir, config.image_size,
                         download=config.download)
     models.dcgan.upsampling_plan(info.image_shape[0])
@@ -158,47 +166,53 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
   _check_workdir(config, spec)
 
   _configure_determinism(config)
-  strategy = tf.distribute.get_strategy()
   with strategy.scope():
     model = build_gan(config, info.image_shape)
+  # Every worker restores the chief's newest checkpoint and takes part in saving; only the chief
+  # writes into the workdir, the others into temporary directories.
+  output = distribute.WriteDir(config.workdir, distribute.is_chief(strategy))
   checkpoint = make_checkpoint(model)
   manager = tf.train.CheckpointManager(
-      checkpoint, os.path.join(config.workdir, CHECKPOINT_DIR),
-      max_to_keep=config.keep_checkpoints)
-  restored = restore_latest(checkpoint, manager, config.workdir)
+      checkpoint, os.path.join(output.path, CHECKPOINT_DIR), max_to_keep=config.keep_checkpoints)
+  restored = restore_latest(checkpoint, os.path.join(config.workdir, CHECKPOINT_DIR),
+                            config.workdir)
   start_step = int(model.step.numpy())
   if restored:
     logging.info("Resumed from %s at step %d", restored, start_step)
 
-  os.makedirs(config.workdir, exist_ok=True)
-  _write_text_atomically(os.path.join(config.workdir, FLAGFILE), config.to_flagfile())
-  _write_text_atomically(os.path.join(config.workdir, RUN_SPEC), json.dumps(spec, indent=2))
+  if output.chief:
+    os.makedirs(config.workdir, exist_ok=True)
+    _write_text_atomically(os.path.join(config.workdir, FLAGFILE), config.to_flagfile())
+    _write_text_atomically(os.path.join(config.workdir, RUN_SPEC), json.dumps(spec, indent=2))
 
-  finished_before = start_step >= config.train_steps
-  last_logs = {}
-  if finished_before:
-    print(f"Run in {config.workdir} already finished at step {start_step} "
-          f"(--train_steps={config.train_steps}); nothing to train.", flush=True)
-  else:
-    last_logs = _fit(model, manager, config, info, start_step)
+  try:
+    finished_before = start_step >= config.train_steps
+    last_logs = {}
+    if finished_before:
+      print(f"Run in {config.workdir} already finished at step {start_step} "
+            f"(--train_steps={config.train_steps}); nothing to train.", flush=True)
+    else:
+      last_logs = _fit(model, manager, config, info, start_step, output.path)
+  finally:
+    output.cleanup()
 
   export_path = None
   step = int(model.step.numpy())
-  if config.export:
+  if config.export and output.chief:
     export_path = export.export_generator(
-        model.sampling_generator, config.latent_dim, config.resolved_export_dir, config.model_name,
-        step, export_metadata(config, info.image_shape, step))
+        model.sampling_generator, config.latent_dim, config.resolved_export_dir,
+        config.model_name, step, export_metadata(config, info.image_shape, step))
     print(f"Exported generator (step {step}) to {export_path}", flush=True)
   return TrainResult(step=step, finished_before=finished_before, export_path=export_path,
                      last_logs=last_logs)
 
 
-def _fit(model, manager, config, info, start_step) -> dict:
+def _fit(model, manager, config, info, start_step, output_dir) -> dict:
   images = data.load_uint8_images(info, config.data_dir, cache=config.cache)
   dataset = data.make_train_dataset(
       images, info.num_examples, config.batch_size, d_steps=config.d_steps, seed=config.seed,
       start_step=start_step, shuffle_buffer=config.shuffle_buffer)
-  writer = tf.summary.create_file_writer(os.path.join(config.workdir, SUMMARY_DIR))
+  writer = tf.summary.create_file_writer(os.path.join(output_dir, SUMMARY_DIR))
   sample_latents = tf.random.stateless_normal(
       [config.num_sample_images, config.latent_dim], seed=[config.seed, _SAMPLE_LATENTS])
   show_bar = callbacks_lib.progress_bar_visible()
@@ -214,11 +228,11 @@ def _fit(model, manager, config, info, start_step) -> dict:
           callbacks_lib.MetricsLogger(writer, config.log_every,
                                       config.batch_size * config.d_steps, config.train_steps,
                                       print_lines=not show_bar),
-          callbacks_lib.SampleGrid(writer, os.path.join(config.workdir, SAMPLE_DIR),
+          callbacks_lib.SampleGrid(writer, os.path.join(output_dir, SAMPLE_DIR),
                                    sample_latents, config.sample_every),
           callbacks_lib.CheckpointSaver(manager, config.checkpoint_every),
       ])
-  return {name: float(values[-1]) for name, values in history.history.items()}
+  return {name: float(np.mean(values[-1])) for name, values in history.history.items()}
 
 
 def main(argv):
