@@ -21,6 +21,10 @@ class TrainingDivergedError(RuntimeError):
   """A loss became NaN or Inf."""
 
 
+class CheckpointWriteError(RuntimeError):
+  """A checkpoint could not be written (full disk, unwritable workdir)."""
+
+
 def _step(model) -> int:
   return int(model.step.numpy())
 
@@ -123,9 +127,19 @@ class CheckpointSaver(keras.callbacks.Callback):
 
   def _save(self):
     step = _step(self.model)
-    if self._manager.latest_checkpoint and self._manager.latest_checkpoint.endswith(f"-{step}"):
+    previous = self._manager.latest_checkpoint
+    if previous and previous.endswith(f"-{step}"):
       return
-    self._manager.save(checkpoint_number=step)
+    try:
+      self._manager.save(checkpoint_number=step)
+    except (OSError, tf.errors.OpError) as error:
+      # The manager updates its `checkpoint` index only after the files are complete, so the
+      # previous checkpoint is still the one a resume picks up.
+      reason = getattr(error, "message", None) or str(error)
+      raise CheckpointWriteError(
+          f"cannot write the checkpoint of step {step} to {self._manager.directory}: "
+          f"{reason.splitlines()[0]}; the previous checkpoint ({previous or 'none'}) is intact"
+      ) from error
 
   def on_train_batch_end(self, batch, logs=None):
     if _step(self.model) % self._checkpoint_every == 0:

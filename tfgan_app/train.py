@@ -6,6 +6,7 @@ run), `run_spec.json` (what the checkpoints hold), `checkpoints/`, `train/` (Ten
 command again resumes from the newest checkpoint; a finished run says so and exits.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -13,7 +14,6 @@ import sys
 from typing import Optional
 
 from absl import app
-from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
@@ -26,6 +26,8 @@ from tfgan_app import export
 from tfgan_app import flags as app_flags
 from tfgan_app import gan as gan_lib
 from tfgan_app import models
+from tfgan_app import preemption
+from tfgan_app import workdir_lock
 
 FLAGFILE = "flags.cfg"
 RUN_SPEC = "run_spec.json"
@@ -46,6 +48,7 @@ class TrainResult:
   finished_before: bool  # The workdir already held a finished run.
   export_path: Optional[str]
   last_logs: dict
+  interrupted: bool = False  # Stopped early by SIGTERM/SIGINT, after a checkpoint.
 
 
 def _run_spec(config: config_lib.TrainConfig, image_shape) -> dict:
@@ -147,6 +150,8 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
 
   Raises:
     ConfigError, data.DatasetError: before anything in the workdir changes.
+    workdir_lock.WorkdirLockedError: another run holds the workdir.
+    callbacks_lib.CheckpointWriteError: a checkpoint could not be written.
     callbacks_lib.TrainingDivergedError: a loss became NaN/Inf (no checkpoint written for it).
     export.ExportError: the generator could not be exported.
   """
@@ -168,23 +173,32 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
   _configure_determinism(config)
   with strategy.scope():
     model = build_gan(config, info.image_shape)
-  # Every worker restores the chief's newest checkpoint and takes part in saving; only the chief
-  # writes into the workdir, the others into temporary directories.
-  output = distribute.WriteDir(config.workdir, distribute.is_chief(strategy))
+  chief = distribute.is_chief(strategy)
+  # Only the chief owns the workdir; other workers write to temporary directories.
+  lock = workdir_lock.WorkdirLock(config.workdir) if chief else contextlib.nullcontext()
+  with lock:
+    return _train_locked(config, strategy, model, info, spec, chief)
+
+
+def _train_locked(config, strategy, model, info, spec, chief) -> TrainResult:
+  """The part of a run that may write: restore, train, checkpoint, export."""
+  del strategy
+  output = distribute.WriteDir(config.workdir, chief)
   checkpoint = make_checkpoint(model)
   manager = tf.train.CheckpointManager(
       checkpoint, os.path.join(output.path, CHECKPOINT_DIR), max_to_keep=config.keep_checkpoints)
+  # Every worker restores the chief's newest checkpoint.
   restored = restore_latest(checkpoint, os.path.join(config.workdir, CHECKPOINT_DIR),
                             config.workdir)
   start_step = int(model.step.numpy())
   if restored:
-    logging.info("Resumed from %s at step %d", restored, start_step)
+    print(f"Resumed from {restored} at step {start_step}", flush=True)
 
   if output.chief:
-    os.makedirs(config.workdir, exist_ok=True)
     _write_text_atomically(os.path.join(config.workdir, FLAGFILE), config.to_flagfile())
     _write_text_atomically(os.path.join(config.workdir, RUN_SPEC), json.dumps(spec, indent=2))
 
+  stopper = preemption.StopOnSignal()
   try:
     finished_before = start_step >= config.train_steps
     last_logs = {}
@@ -192,12 +206,18 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
       print(f"Run in {config.workdir} already finished at step {start_step} "
             f"(--train_steps={config.train_steps}); nothing to train.", flush=True)
     else:
-      last_logs = _fit(model, manager, config, info, start_step, output.path)
+      last_logs = _fit(model, manager, config, info, start_step, output.path, stopper)
   finally:
     output.cleanup()
 
-  export_path = None
   step = int(model.step.numpy())
+  if stopper.received is not None:
+    print(f"Stopped at step {step}; checkpoint {manager.latest_checkpoint}. Resume with: "
+          f"python -m tfgan_app.train --flagfile={os.path.join(config.workdir, FLAGFILE)}",
+          flush=True)
+    return TrainResult(step=step, finished_before=False, export_path=None,
+                       last_logs=last_logs, interrupted=True)
+  export_path = None
   if config.export and output.chief:
     export_path = export.export_generator(
         model.sampling_generator, config.latent_dim, config.resolved_export_dir,
@@ -207,7 +227,7 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
                      last_logs=last_logs)
 
 
-def _fit(model, manager, config, info, start_step, output_dir) -> dict:
+def _fit(model, manager, config, info, start_step, output_dir, stopper) -> dict:
   images = data.load_uint8_images(info, config.data_dir, cache=config.cache)
   dataset = data.make_train_dataset(
       images, info.num_examples, config.batch_size, d_steps=config.d_steps, seed=config.seed,
@@ -225,6 +245,7 @@ def _fit(model, manager, config, info, start_step, output_dir) -> dict:
       callbacks=[
           # Order matters: the guard stops a diverged run before the saver can checkpoint it.
           callbacks_lib.DivergenceGuard(manager),
+          stopper,
           callbacks_lib.MetricsLogger(writer, config.log_every,
                                       config.batch_size * config.d_steps, config.train_steps,
                                       print_lines=not show_bar),
@@ -244,8 +265,13 @@ def main(argv):
   try:
     train_and_export(config)
   except (ConfigError, data.DatasetError, callbacks_lib.TrainingDivergedError,
-          export.ExportError) as error:
+          callbacks_lib.CheckpointWriteError, export.ExportError,
+          workdir_lock.WorkdirLockedError) as error:
     print(f"python -m tfgan_app.train: error: {error}", file=sys.stderr)
+    sys.exit(1)
+  except PermissionError as error:
+    print(f"python -m tfgan_app.train: error: cannot write {error.filename}: {error.strerror}; "
+          "make --workdir writable or choose another", file=sys.stderr)
     sys.exit(1)
 
 
