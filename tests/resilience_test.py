@@ -57,27 +57,39 @@ def _weights(workdir):
                 if not name.startswith("_CHECKPOINTABLE")}
 
 
+def _wait_for_step(process, target, timeout=180):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    line = process.stdout.readline()
+    if not line:
+      break
+    if line.startswith("step ") and int(line.split()[1].split("/")[0]) >= target:
+      return
+  raise AssertionError(f"step {target} not reached; stderr: {process.stderr.read()[-2000:]}")
+
+
 def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path):
-  steps = ["--train_steps=24", "--checkpoint_every=4"]
+  steps = ["--train_steps=60", "--checkpoint_every=7"]
   straight = _run(tmp_path / "straight", *steps)
   assert straight.returncode == 0, straight.stderr[-2000:]
   rng = random.Random(0)
   workdir = tmp_path / "killed"
-  for _ in range(3):
+  for target in sorted(rng.sample(range(3, 55), 3)):
     process = _start(workdir, *steps)
-    _wait_for_line(process, "step ")  # Training has started.
-    time.sleep(rng.uniform(0.0, 2.0))
+    _wait_for_step(process, target)
+    time.sleep(rng.uniform(0.0, 0.3))  # Anywhere in a step, a checkpoint write included.
     process.send_signal(signal.SIGKILL)
     process.wait()
   finished = _run(workdir, *steps)
   assert finished.returncode == 0, finished.stderr[-2000:]
+  assert "Resumed from" in finished.stdout
   _, expected = _weights(tmp_path / "straight")
   path, got = _weights(workdir)
-  assert path.endswith("ckpt-24")
+  assert path.endswith("ckpt-60")
   for name in expected:
     np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
-  exported = tf.saved_model.load(str(workdir / "export" / "tiny" / "24"))
-  reference = tf.saved_model.load(str(tmp_path / "straight" / "export" / "tiny" / "24"))
+  exported = tf.saved_model.load(str(workdir / "export" / "tiny" / "60"))
+  reference = tf.saved_model.load(str(tmp_path / "straight" / "export" / "tiny" / "60"))
   latents = tf.random.stateless_normal([6, 8], seed=[1, 2])
   np.testing.assert_array_equal(
       exported.signatures["serving_default"](latents=latents)["images"].numpy(),

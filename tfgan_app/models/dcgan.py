@@ -71,14 +71,15 @@ class Generator(keras.Model):
     self.project = layers.Dense(base * base * widest, use_bias=False, name="project")
     self.project_bn = _batch_norm(self.sync_batchnorm, "project_bn")
     self.reshape = layers.Reshape((base, base, widest))
-    self.up_blocks = []
-    for index in range(doublings - 1):
+    # Each layer is an attribute of its own: Keras 3 hides layers kept in lists from
+    # tf.train.Checkpoint (its tracked lists are not TF trackables), so their variables would
+    # silently be missing from checkpoints.
+    self.num_up_blocks = doublings - 1
+    for index in range(self.num_up_blocks):
       block_filters = widest // 2 ** (index + 1)
-      self.up_blocks.append((
-          layers.Conv2DTranspose(block_filters, 4, strides=2, padding="same", use_bias=False,
-                                 name=f"up{index}"),
-          _batch_norm(self.sync_batchnorm, f"up{index}_bn"),
-      ))
+      setattr(self, f"up{index}", layers.Conv2DTranspose(
+          block_filters, 4, strides=2, padding="same", use_bias=False, name=f"up{index}"))
+      setattr(self, f"up{index}_bn", _batch_norm(self.sync_batchnorm, f"up{index}_bn"))
     # The output layer: no BatchNorm, tanh to match data scaled to [-1, 1].
     self.to_image = layers.Conv2DTranspose(channels, 4, strides=2, padding="same",
                                            name="to_image")
@@ -87,7 +88,8 @@ class Generator(keras.Model):
     x = self.project(latents)  # [B, base*base*widest]
     x = keras.activations.relu(self.project_bn(x, training=training))
     x = self.reshape(x)  # [B, base, base, widest]
-    for conv, norm in self.up_blocks:
+    for index in range(self.num_up_blocks):
+      conv, norm = getattr(self, f"up{index}"), getattr(self, f"up{index}_bn")
       x = keras.activations.relu(norm(conv(x), training=training))  # [B, 2h, 2w, c/2]
     x = self.to_image(x)  # [B, H, W, C]
     # tanh in float32 even under a mixed-precision policy: the output is the image.
@@ -118,22 +120,24 @@ class Discriminator(keras.Model):
     self.filters = int(filters)
     self.sync_batchnorm = bool(sync_batchnorm)
     _, doublings = upsampling_plan(self.image_shape[0])
-    self.down_blocks = []
+    # One attribute per layer, as in the Generator (checkpoint tracking).
+    self.num_down_blocks = doublings
     for index in range(doublings):
-      conv = layers.Conv2D(self.filters * 2 ** index, 4, strides=2, padding="same",
-                           use_bias=index == 0, name=f"down{index}")
-      # No BatchNorm on the input layer (DCGAN): it would erase the data's own statistics.
-      norm = None if index == 0 else _batch_norm(self.sync_batchnorm, f"down{index}_bn")
-      self.down_blocks.append((conv, norm))
+      setattr(self, f"down{index}", layers.Conv2D(
+          self.filters * 2 ** index, 4, strides=2, padding="same", use_bias=index == 0,
+          name=f"down{index}"))
+      if index > 0:  # No BatchNorm on the input layer (DCGAN): it would erase the data's own
+        # statistics.
+        setattr(self, f"down{index}_bn", _batch_norm(self.sync_batchnorm, f"down{index}_bn"))
     self.flatten = layers.Flatten()
     self.to_logit = layers.Dense(1, name="to_logit")
 
   def call(self, images, training=False):
     x = images  # [B, H, W, C]
-    for conv, norm in self.down_blocks:
-      x = conv(x)  # [B, h/2, w/2, c*2]
-      if norm is not None:
-        x = norm(x, training=training)
+    for index in range(self.num_down_blocks):
+      x = getattr(self, f"down{index}")(x)  # [B, h/2, w/2, c*2]
+      if index > 0:
+        x = getattr(self, f"down{index}_bn")(x, training=training)
       x = keras.activations.leaky_relu(x, negative_slope=0.2)
     x = self.flatten(x)  # [B, base*base*c]
     return keras.ops.cast(self.to_logit(x), "float32")  # [B, 1]
