@@ -40,9 +40,11 @@ class TrainConfig:
   latent_dim: int = 100
   g_filters: int = 64
   d_filters: int = 64
+  kernel_size: int = 4
   sync_batchnorm: bool = False
   # Objective and optimisation.
   d_steps: int = 1
+  label_smoothing: float = 0.0
   loss: str = "non_saturating"
   g_lr: float = 2e-4
   d_lr: float = 2e-4

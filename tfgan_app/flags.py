@@ -65,11 +65,16 @@ flags.DEFINE_integer("g_filters", _DEFAULTS.g_filters,
                      "Channels of the generator's last hidden layer; doubles per layer inward.")
 flags.DEFINE_integer("d_filters", _DEFAULTS.d_filters,
                      "Channels of the discriminator's first layer; doubles per layer.")
+flags.DEFINE_integer("kernel_size", _DEFAULTS.kernel_size,
+                     "Side of the (transposed) convolution kernels of G and D, in pixels.")
 flags.DEFINE_boolean("sync_batchnorm", _DEFAULTS.sync_batchnorm,
                      "BatchNorm statistics over the global batch instead of each replica's.")
 # Objective and optimisation.
 flags.DEFINE_integer("d_steps", _DEFAULTS.d_steps,
                      "k: discriminator updates per generator update (Goodfellow et al. 2014).")
+flags.DEFINE_float("label_smoothing", _DEFAULTS.label_smoothing,
+                   "One-sided label smoothing (Salimans et al. 2016): D's target for real images "
+                   "is 1 - label_smoothing, in [0, 1); fake targets stay 0.")
 flags.DEFINE_enum("loss", _DEFAULTS.loss, config_lib.LOSSES,
                   "Generator loss: non_saturating (-log D(G(z))) or minimax (log(1 - D(G(z)))).")
 flags.DEFINE_float("g_lr", _DEFAULTS.g_lr, "Generator Adam learning rate.")
@@ -99,7 +104,7 @@ flags.DEFINE_string("export_dir", None,
 _POSITIVE_INTS = ("train_steps", "batch_size", "latent_dim", "g_filters", "d_filters",
                   "d_steps", "log_every", "sample_every", "num_sample_images",
                   "checkpoint_every", "keep_checkpoints", "steps_per_execution", "shuffle_buffer",
-                  "num_cpu_replicas")
+                  "num_cpu_replicas", "kernel_size")
 _POSITIVE_FLOATS = ("g_lr", "d_lr")
 
 for _name in _POSITIVE_INTS + _POSITIVE_FLOATS:
@@ -108,7 +113,7 @@ for _name in _POSITIVE_INTS + _POSITIVE_FLOATS:
 flags.register_validator("image_size", lambda value: value is None or value > 0,
                          message="must be a positive number of pixels (e.g. 28, 32, 64)")
 flags.register_validator("seed", lambda value: value >= 0, message="must be >= 0")
-for _name in ("beta1", "beta2", "ema_decay"):
+for _name in ("beta1", "beta2", "ema_decay", "label_smoothing"):
   flags.register_validator(_name, lambda value: 0.0 <= value < 1.0, message="must be in [0, 1)")
 flags.register_validator("model_name",
                          lambda value: bool(value) and value.replace("_", "").replace("-", "")

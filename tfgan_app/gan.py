@@ -58,7 +58,7 @@ class GAN(keras.Model):
   def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int,
                d_steps: int = 1, loss: str = "non_saturating", seed: int = 0,
                ema_generator: Optional[keras.Model] = None, ema_decay: float = 0.999,
-               **kwargs):
+               label_smoothing: float = 0.0, **kwargs):
     """Assembles the GAN.
 
     Args:
@@ -70,12 +70,14 @@ class GAN(keras.Model):
       ema_generator: optional copy of `generator` (same architecture, built) that tracks an
         exponential moving average of its weights; it is what gets sampled and exported.
       ema_decay: decay of that average per generator update.
+      label_smoothing: one-sided smoothing of D's real targets (Salimans et al. 2016).
     """
     super().__init__(**kwargs)
     self.generator = generator
     self.discriminator = discriminator
     self.ema_generator = ema_generator
     self.ema_decay = float(ema_decay)
+    self.label_smoothing = float(label_smoothing)
     self.latent_dim = int(latent_dim)
     self.d_steps = int(d_steps)
     self.loss_kind = loss
@@ -146,7 +148,8 @@ class GAN(keras.Model):
     with tf.GradientTape() as tape:
       real_logits = self.discriminator(real_images, training=True)
       fake_logits = self.discriminator(fake_images, training=True)
-      per_example = losses.minimax_discriminator_loss_per_example(real_logits, fake_logits)
+      per_example = losses.minimax_discriminator_loss_per_example(
+          real_logits, fake_logits, label_smoothing=self.label_smoothing)
       loss = losses.global_batch_mean(per_example, global_batch)
     grads = tape.gradient(loss, self.discriminator.trainable_variables)
     self.d_optimizer.apply(grads, self.discriminator.trainable_variables)

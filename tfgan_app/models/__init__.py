@@ -22,29 +22,32 @@ def _check(architecture):
 
 
 def build_generator(architecture: str, latent_dim: int, image_shape: Sequence[int],
-                    filters: int, sync_batchnorm: bool = False,
-                    name: str = "generator") -> keras.Model:
+                    filters: int, sync_batchnorm: bool = False, name: str = "generator",
+                    kernel_size: int = 4) -> keras.Model:
   """A built generator mapping [B, latent_dim] to [B, *image_shape] in [-1, 1]."""
   _check(architecture)
   generator = dcgan.Generator(latent_dim, image_shape, filters=filters,
-                              sync_batchnorm=sync_batchnorm, name=name)
+                              sync_batchnorm=sync_batchnorm, kernel_size=kernel_size, name=name)
   generator(keras.ops.zeros((1, latent_dim)))
   return generator
 
 
 def build_discriminator(architecture: str, image_shape: Sequence[int], filters: int,
-                        sync_batchnorm: bool = False) -> keras.Model:
+                        sync_batchnorm: bool = False, kernel_size: int = 4) -> keras.Model:
   """A built discriminator mapping [B, *image_shape] to logits [B, 1]."""
   _check(architecture)
   discriminator = dcgan.Discriminator(image_shape, filters=filters,
-                                      sync_batchnorm=sync_batchnorm, name="discriminator")
+                                      sync_batchnorm=sync_batchnorm, kernel_size=kernel_size,
+                                      name="discriminator")
   discriminator(keras.ops.zeros((1, *image_shape)))
   return discriminator
 
 
 def build_models(architecture: str, latent_dim: int, image_shape: Sequence[int],
-                 g_filters: int, d_filters: int,
-                 sync_batchnorm: bool = False) -> Tuple[keras.Model, keras.Model]:
+                 g_filters: int, d_filters: int, sync_batchnorm: bool = False,
+                 kernel_size: int = 4) -> Tuple[keras.Model, keras.Model]:
   """Returns (generator, discriminator), built for `image_shape`."""
-  return (build_generator(architecture, latent_dim, image_shape, g_filters, sync_batchnorm),
-          build_discriminator(architecture, image_shape, d_filters, sync_batchnorm))
+  return (build_generator(architecture, latent_dim, image_shape, g_filters, sync_batchnorm,
+                          kernel_size=kernel_size),
+          build_discriminator(architecture, image_shape, d_filters, sync_batchnorm,
+                              kernel_size=kernel_size))

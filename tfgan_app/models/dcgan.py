@@ -47,7 +47,7 @@ class Generator(keras.Model):
   """Maps latents [B, latent_dim] to images [B, H, W, C] in [-1, 1]."""
 
   def __init__(self, latent_dim: int, image_shape: Sequence[int], filters: int = 64,
-               sync_batchnorm: bool = False, **kwargs):
+               sync_batchnorm: bool = False, kernel_size: int = 4, **kwargs):
     """Builds the layers.
 
     Args:
@@ -55,9 +55,11 @@ class Generator(keras.Model):
       image_shape: [H, W, C] of the output, H == W.
       filters: channels of the last hidden feature map; each layer inward doubles them.
       sync_batchnorm: BatchNorm statistics over the global batch under tf.distribute.
+      kernel_size: side of the transposed-convolution kernels.
       **kwargs: keras.Model arguments (name, ...).
     """
     super().__init__(**kwargs)
+    self.kernel_size = int(kernel_size)
     self.latent_dim = int(latent_dim)
     self.image_shape = tuple(int(d) for d in image_shape)
     self.filters = int(filters)
@@ -78,10 +80,10 @@ class Generator(keras.Model):
     for index in range(self.num_up_blocks):
       block_filters = widest // 2 ** (index + 1)
       setattr(self, f"up{index}", layers.Conv2DTranspose(
-          block_filters, 4, strides=2, padding="same", use_bias=False, name=f"up{index}"))
+          block_filters, self.kernel_size, strides=2, padding="same", use_bias=False, name=f"up{index}"))
       setattr(self, f"up{index}_bn", _batch_norm(self.sync_batchnorm, f"up{index}_bn"))
     # The output layer: no BatchNorm, tanh to match data scaled to [-1, 1].
-    self.to_image = layers.Conv2DTranspose(channels, 4, strides=2, padding="same",
+    self.to_image = layers.Conv2DTranspose(channels, self.kernel_size, strides=2, padding="same",
                                            name="to_image")
 
   def call(self, latents, training=False):
@@ -98,7 +100,7 @@ class Generator(keras.Model):
   def get_config(self):
     return {"latent_dim": self.latent_dim, "image_shape": list(self.image_shape),
             "filters": self.filters, "sync_batchnorm": self.sync_batchnorm,
-            "name": self.name}
+            "kernel_size": self.kernel_size, "name": self.name}
 
 
 @keras.saving.register_keras_serializable(package="tfgan_app")
@@ -106,16 +108,18 @@ class Discriminator(keras.Model):
   """Maps images [B, H, W, C] in [-1, 1] to logits [B, 1] of P(real)."""
 
   def __init__(self, image_shape: Sequence[int], filters: int = 64,
-               sync_batchnorm: bool = False, **kwargs):
+               sync_batchnorm: bool = False, kernel_size: int = 4, **kwargs):
     """Builds the layers.
 
     Args:
       image_shape: [H, W, C] of the input, H == W.
       filters: channels of the first convolution; each following one doubles them.
       sync_batchnorm: BatchNorm statistics over the global batch under tf.distribute.
+      kernel_size: side of the convolution kernels.
       **kwargs: keras.Model arguments (name, ...).
     """
     super().__init__(**kwargs)
+    self.kernel_size = int(kernel_size)
     self.image_shape = tuple(int(d) for d in image_shape)
     self.filters = int(filters)
     self.sync_batchnorm = bool(sync_batchnorm)
@@ -124,7 +128,7 @@ class Discriminator(keras.Model):
     self.num_down_blocks = doublings
     for index in range(doublings):
       setattr(self, f"down{index}", layers.Conv2D(
-          self.filters * 2 ** index, 4, strides=2, padding="same", use_bias=index == 0,
+          self.filters * 2 ** index, self.kernel_size, strides=2, padding="same", use_bias=index == 0,
           name=f"down{index}"))
       if index > 0:  # No BatchNorm on the input layer (DCGAN): it would erase the data's own
         # statistics.
@@ -144,4 +148,5 @@ class Discriminator(keras.Model):
 
   def get_config(self):
     return {"image_shape": list(self.image_shape), "filters": self.filters,
-            "sync_batchnorm": self.sync_batchnorm, "name": self.name}
+            "sync_batchnorm": self.sync_batchnorm, "kernel_size": self.kernel_size,
+            "name": self.name}
