@@ -1,5 +1,7 @@
 """The exported SavedModel: TF Serving's restore path, exact round trip, refusal of NaNs."""
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -78,3 +80,222 @@ def test_existing_version_is_never_overwritten(tmp_path, generator):
   path = export.export_generator(generator, 8, str(tmp_path), "dcgan", 7, {"first": True})
   export.export_generator(generator, 8, str(tmp_path), "dcgan", 7, {"first": False})
   assert export.read_metadata(path) == {"first": True}
+
+
+# --- The serving signatures: sample, sample_seeds, interpolate; warmup; export from a workdir.
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, generator):
+  base = tmp_path_factory.mktemp("export")
+  return export.export_generator(generator, 8, str(base), "dcgan", 3, {"step": 3},
+                                 max_samples_per_request=16)
+
+
+def _signature(path, name):
+  return tf.saved_model.load(path).signatures[name]
+
+
+def test_sample_row_i_is_the_image_of_seed_plus_i(exported, generator):
+  served = _signature(exported, export.SAMPLE_SIGNATURE)(
+      **{export.NUM_SAMPLES: tf.constant(4), export.SEED: tf.constant(7, tf.int64)})
+  assert set(served) == {export.IMAGES, export.PNG_BYTES}
+  latents = tf.stack([tf.random.stateless_normal([8], seed=[7 + i, 0]) for i in range(4)])
+  expected = export.to_uint8(generator(latents, training=False)).numpy()
+  np.testing.assert_array_equal(served[export.IMAGES].numpy(), expected)
+  by_seed = _signature(exported, export.SAMPLE_SEEDS_SIGNATURE)(
+      **{export.SEEDS: tf.constant([9, 7], tf.int64)})
+  np.testing.assert_array_equal(by_seed[export.IMAGES].numpy(), expected[[2, 0]])
+  # Each PNG decodes to its image.
+  pngs = served[export.PNG_BYTES].numpy()
+  assert pngs.shape == (4,)
+  for png, image in zip(pngs, expected):
+    np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), image)
+
+
+def test_interpolate_starts_and_ends_at_the_seeds_latents(exported, generator):
+  served = _signature(exported, export.INTERPOLATE_SIGNATURE)(
+      **{export.SEED_A: tf.constant(1, tf.int64), export.SEED_B: tf.constant(2, tf.int64),
+         export.NUM_STEPS: tf.constant(5)})
+  images = served[export.IMAGES].numpy()
+  assert images.shape == (5, 28, 28, 1)
+  ends = tf.stack([tf.random.stateless_normal([8], seed=[s, 0]) for s in (1, 2)])
+  expected = export.to_uint8(generator(ends, training=False)).numpy()
+  np.testing.assert_array_equal(images[[0, -1]], expected)
+  # Slerp keeps the midpoint's norm between the end norms' range (a lerp would shrink it).
+  path = export.slerp(ends[0], ends[1], 5).numpy()
+  norms = np.linalg.norm(path, axis=1)
+  assert norms[2] > 0.9 * min(norms[0], norms[-1])
+  np.testing.assert_allclose(path[[0, -1]], ends.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("signature,inputs", [
+    (export.SAMPLE_SIGNATURE, {export.NUM_SAMPLES: 0, export.SEED: 1}),
+    (export.SAMPLE_SIGNATURE, {export.NUM_SAMPLES: 17, export.SEED: 1}),
+    (export.SAMPLE_SEEDS_SIGNATURE, {export.SEEDS: list(range(17))}),
+    (export.SAMPLE_SEEDS_SIGNATURE, {export.SEEDS: []}),
+    (export.INTERPOLATE_SIGNATURE, {export.SEED_A: 1, export.SEED_B: 2, export.NUM_STEPS: 1}),
+])
+def test_out_of_range_requests_fail_in_graph(exported, signature, inputs):
+  function = _signature(exported, signature)
+  tensors = {name: tf.constant(value, export.SIGNATURE_INPUTS[signature][name])
+             for name, value in inputs.items()}
+  with pytest.raises(tf.errors.InvalidArgumentError, match="must be from"):
+    function(**tensors)
+
+
+def test_every_signature_runs_under_saved_model_cli(exported, tmp_path):
+  # Scalars through --input_exprs, arrays through --inputs (.npy): the TF1 session restore path
+  # TF Serving uses. The runs are independent, so they go in parallel.
+  np.save(tmp_path / "seeds.npy", np.array([7, 8, 9], np.int64))
+  runs = {
+      export.SAMPLE_SIGNATURE: ["--input_exprs", "num_samples=3;seed=7"],
+      export.SAMPLE_SEEDS_SIGNATURE: ["--inputs", f"seeds={tmp_path / 'seeds.npy'}"],
+      export.INTERPOLATE_SIGNATURE: ["--input_exprs", "seed_a=7;seed_b=9;num_steps=3"],
+  }
+  processes = {}
+  for key, arguments in runs.items():
+    processes[key] = subprocess.Popen(
+        [_saved_model_cli(), "run", "--dir", exported, "--tag_set", "serve", "--signature_def",
+         key, "--outdir", str(tmp_path / key)] + arguments,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  results = {key: process.communicate(timeout=120) + (process.returncode,)
+             for key, process in processes.items()}
+  outputs = {}
+  for key in (export.SAMPLE_SIGNATURE, export.SAMPLE_SEEDS_SIGNATURE,
+              export.INTERPOLATE_SIGNATURE):
+    _, stderr, code = results[key]
+    assert code == 0, stderr[-3000:]
+    outputs[key] = {name: np.load(tmp_path / key / f"{name}.npy", allow_pickle=True)
+                    for name in (export.IMAGES, export.PNG_BYTES)}
+    assert outputs[key][export.IMAGES].shape == (3, 28, 28, 1)
+    assert outputs[key][export.PNG_BYTES].shape == (3,)
+  np.testing.assert_array_equal(outputs[export.SAMPLE_SIGNATURE][export.IMAGES],
+                                outputs[export.SAMPLE_SEEDS_SIGNATURE][export.IMAGES])
+  np.testing.assert_array_equal(outputs[export.SAMPLE_SIGNATURE][export.IMAGES][[0, 2]],
+                                outputs[export.INTERPOLATE_SIGNATURE][export.IMAGES][[0, 2]])
+
+
+def test_in_graph_validation_under_the_tf1_session_loader(exported):
+  # The loader saved_model_cli and TF Serving use (tf.compat.v1 session restore), in process:
+  # a bad num_samples fails inside the graph with INVALID_ARGUMENT.
+  with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+    meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], exported)
+    signature = meta_graph.signature_def[export.SAMPLE_SIGNATURE]
+    feeds = {signature.inputs[export.NUM_SAMPLES].name: 2,
+             signature.inputs[export.SEED].name: 7}
+    fetch = signature.outputs[export.IMAGES].name
+    assert session.run(fetch, feeds).shape == (2, 28, 28, 1)
+    feeds[signature.inputs[export.NUM_SAMPLES].name] = 0
+    with pytest.raises(tf.errors.InvalidArgumentError, match="num_samples must be from 1 to 16"):
+      session.run(fetch, feeds)
+
+
+def test_warmup_file_holds_one_prediction_log_per_signature(exported):
+  from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=import-outside-toplevel
+  path = os.path.join(exported, "assets.extra", export.WARMUP_FILE)
+  logs = []
+  for record in tf.data.TFRecordDataset(path):
+    log = prediction_log_pb2.PredictionLog()
+    log.ParseFromString(record.numpy())
+    logs.append(log)
+  signatures = {log.predict_log.request.model_spec.signature_name: log for log in logs}
+  assert set(signatures) == set(export.SIGNATURE_INPUTS)
+  loaded = tf.saved_model.load(exported)
+  for name, log in signatures.items():
+    request = log.predict_log.request
+    assert request.model_spec.name == "dcgan"
+    assert set(request.inputs) == set(export.SIGNATURE_INPUTS[name])
+    # Every warmup request runs.
+    loaded.signatures[name](**{key: tf.make_ndarray(value)
+                               for key, value in request.inputs.items()})
+
+
+def test_export_command_exports_the_newest_checkpoint_of_a_workdir(tmp_path):
+  from tfgan_app import train  # pylint: disable=import-outside-toplevel
+  from tests.conftest import tiny_config  # pylint: disable=import-outside-toplevel
+  config = tiny_config(tmp_path / "run", None, ema_decay=0.9)
+  image_shape = (28, 28, 1)
+  model = train.build_gan(config, image_shape)
+  model.step.assign(42)
+  ema = model.ema_generator
+  ema.project.kernel.assign(ema.project.kernel * 0.5)  # EMA differs from G: must be the export.
+  manager = tf.train.CheckpointManager(train.make_checkpoint(model),
+                                       str(tmp_path / "run" / train.CHECKPOINT_DIR), 2)
+  manager.save(checkpoint_number=42)
+  (tmp_path / "run" / train.FLAGFILE).write_text(config.to_flagfile())
+  (tmp_path / "run" / train.RUN_SPEC).write_text(
+      json.dumps(train._run_spec(config, image_shape)))  # pylint: disable=protected-access
+
+  assert export.main(["export", f"--workdir={tmp_path / 'run'}", "--model_name=cli",
+                      f"--export_dir={tmp_path / 'out'}"]) == 0
+  path = str(tmp_path / "out" / "cli" / "42")
+  assert export.read_metadata(path)["step"] == 42
+  latents = tf.random.stateless_normal([2, 8], seed=[3, 3])
+  served = tf.saved_model.load(path).signatures[export.SERVING_SIGNATURE](latents=latents)
+  np.testing.assert_array_equal(served[export.IMAGES].numpy(),
+                                export.to_uint8(ema(latents, training=False)).numpy())
+  assert export.main(["export", f"--workdir={tmp_path / 'nothing'}"]) == 1
+
+
+def test_warmup_can_be_limited_to_the_batchable_signatures():
+  logs = export.warmup_requests("dcgan", 8, [export.SERVING_SIGNATURE,
+                                             export.SAMPLE_SEEDS_SIGNATURE])
+  names = [log.predict_log.request.model_spec.signature_name for log in logs]
+  assert names == [export.SERVING_SIGNATURE, export.SAMPLE_SEEDS_SIGNATURE]
+  with pytest.raises(export.ExportError, match="unknown warmup signature"):
+    export.warmup_requests("dcgan", 8, ["nope"])
+
+
+def _cc_loader_check():
+  """serving/cc_loader_check.cc built against the wheel's C++ loader; cached by source and TF."""
+  compiler = shutil.which("g++")
+  if compiler is None:
+    pytest.skip("g++ not found: cannot build the TF Serving loader check")
+  source = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "serving",
+                        "cc_loader_check.cc")
+  tf_dir = os.path.dirname(tf.__file__)
+  with open(source, "rb") as f:
+    key = hashlib.sha256(f.read() + tf.__version__.encode() + tf_dir.encode()).hexdigest()[:16]
+  cache = os.environ.get("TFGAN_APP_CACHE") or os.path.expanduser("~/.cache/tfgan_app")
+  binary = os.path.join(cache, f"cc_loader_check-{key}")
+  if not os.path.exists(binary):
+    os.makedirs(cache, exist_ok=True)
+    staging = f"{binary}.{os.getpid()}.tmp"
+    result = subprocess.run(
+        [compiler, "-O1", "-w", f"-I{tf_dir}/include", "-D_GLIBCXX_USE_CXX11_ABI=1",
+         "--std=c++17", "-DEIGEN_MAX_ALIGN_BYTES=64", source, "-o", staging, f"-L{tf_dir}",
+         "-Wl,--no-as-needed", "-l:libtensorflow_framework.so.2", "-l:libtensorflow_cc.so.2",
+         f"-Wl,-rpath,{tf_dir}"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    os.replace(staging, binary)
+  return binary
+
+
+def test_every_signature_runs_under_the_cpp_loader_tf_serving_calls(exported, generator):
+  # tensorflow::LoadSavedModel from the wheel's libtensorflow_cc: the model server's own loader.
+  binary = _cc_loader_check()
+
+  def run(*arguments):
+    result = subprocess.run([binary, exported, *arguments], capture_output=True, text=True,
+                            timeout=120)
+    lines = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines())
+    return result.returncode, lines
+
+  expected = export.to_uint8(generator(tf.stack(
+      [tf.random.stateless_normal([8], seed=[s, 0]) for s in (7, 8, 9)]), training=False))
+  checksum = int(np.sum(expected.numpy(), dtype=np.int64))
+  for arguments in (["sample", "num_samples=int32:3", "seed=int64:7"],
+                    ["sample_seeds", "seeds=int64s:7,8,9"]):
+    code, lines = run(*arguments)
+    assert code == 0, lines
+    assert lines[export.IMAGES] == f"uint8 [3,28,28,1] {checksum}"
+    assert lines[export.PNG_BYTES].startswith("string [3] ")
+  code, lines = run("interpolate", "seed_a=int64:7", "seed_b=int64:9", "num_steps=int32:4")
+  assert code == 0 and lines[export.IMAGES].startswith("uint8 [4,28,28,1] "), lines
+  code, lines = run("serving_default", "latents=float32zeros:2,8")
+  zeros = export.to_uint8(generator(tf.zeros([2, 8]), training=False)).numpy()
+  assert code == 0 and lines[export.IMAGES] == f"uint8 [2,28,28,1] {int(zeros.sum())}", lines
+  code, lines = run("sample", "num_samples=int32:17", "seed=int64:7")
+  assert code == 3 and lines["RUN"].startswith("INVALID_ARGUMENT: assertion failed: "
+                                               "[num_samples must be from 1 to 16]"), lines

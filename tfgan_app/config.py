@@ -31,6 +31,7 @@ class TrainConfig:
   seed: int = 0
   deterministic: bool = False
   steps_per_execution: int = 1
+  mixed_precision: str = "float32"
   # Distribution.
   strategy: str = "auto"
   num_cpu_replicas: int = 1
@@ -50,7 +51,7 @@ class TrainConfig:
   d_lr: float = 2e-4
   beta1: float = 0.5
   beta2: float = 0.999
-  ema_decay: float = 0.999  # 0: no EMA generator.
+  ema_decay: float = 0.0  # 0: no EMA generator.
   # Outputs.
   log_every: int = 50
   sample_every: int = 500

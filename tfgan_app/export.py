@@ -202,8 +202,11 @@ def version_dir(export_dir: str, model_name: str, version: int) -> str:
   return os.path.join(export_dir, model_name, str(int(version)))
 
 
-def warmup_requests(model_name: str, latent_dim: int) -> list:
-  """One small `PredictionLog` per signature, replayed by TF Serving when it loads a version."""
+def warmup_requests(model_name: str, latent_dim: int,
+                    signatures: typing.Optional[typing.Sequence[str]] = None) -> list:
+  """One small `PredictionLog` per signature (default: all), replayed by TF Serving when it
+  loads a version. Under TF Serving's `--enable_batching` only the signatures whose inputs all
+  have a batch dimension (`serving_default`, `sample_seeds`) can run."""
   # Imported here: the export itself needs no serving package.
   from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
   from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=import-outside-toplevel
@@ -213,8 +216,14 @@ def warmup_requests(model_name: str, latent_dim: int) -> list:
       SAMPLE_SEEDS_SIGNATURE: {SEEDS: np.array([0, 1], np.int64)},
       INTERPOLATE_SIGNATURE: {SEED_A: np.int64(0), SEED_B: np.int64(1), NUM_STEPS: np.int32(3)},
   }
+  unknown = set(signatures or ()) - set(examples)
+  if unknown:
+    raise ExportError(f"unknown warmup signature(s) {sorted(unknown)}; accepted: "
+                      f"{', '.join(examples)}")
   logs = []
   for signature, inputs in examples.items():
+    if signatures is not None and signature not in signatures:
+      continue
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature
@@ -228,7 +237,8 @@ def warmup_requests(model_name: str, latent_dim: int) -> list:
 def export_generator(generator: keras.Model, latent_dim: int, export_dir: str, model_name: str,
                      version: int, metadata: dict, *,
                      max_samples_per_request: int = DEFAULT_MAX_SAMPLES_PER_REQUEST,
-                     warmup: bool = True) -> str:
+                     warmup: bool = True,
+                     warmup_signatures: typing.Optional[typing.Sequence[str]] = None) -> str:
   """Writes `<export_dir>/<model_name>/<version>/` atomically and returns its path.
 
   An existing version directory is left untouched (the same step exports the same weights).
@@ -243,12 +253,16 @@ def export_generator(generator: keras.Model, latent_dim: int, export_dir: str, m
     max_samples_per_request: the largest `num_samples`, number of seeds or `num_steps` the
       signatures accept.
     warmup: write `assets.extra/tf_serving_warmup_requests`.
+    warmup_signatures: the signatures that get a warmup request (default: all). A TF Serving
+      with `--enable_batching` needs `(SERVING_SIGNATURE, SAMPLE_SEEDS_SIGNATURE)`: its batcher
+      refuses scalar inputs, and a failed warmup request fails the version's load.
 
   Raises:
     ExportError: non-finite generator, or the destination cannot be written.
   """
   if max_samples_per_request < 2:
     raise ExportError(f"max_samples_per_request={max_samples_per_request}; must be >= 2")
+  warmup_requests(model_name, latent_dim, warmup_signatures)  # Rejects unknown names early.
   check_finite(generator, latent_dim)
   final = version_dir(export_dir, model_name, version)
   if os.path.isdir(final):
@@ -270,7 +284,7 @@ def export_generator(generator: keras.Model, latent_dim: int, export_dir: str, m
       json.dump(metadata, f, indent=2, sort_keys=True)
     if warmup:
       with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
-        for log in warmup_requests(model_name, latent_dim):
+        for log in warmup_requests(model_name, latent_dim, warmup_signatures):
           writer.write(log.SerializeToString())
     os.rename(staging, final)
   except Exception as error:
@@ -327,7 +341,8 @@ def config_from_flagfile(path: str):
 
 def export_from_workdir(workdir: str, export_dir: typing.Optional[str] = None,
                         model_name: typing.Optional[str] = None,
-                        max_samples_per_request: int = DEFAULT_MAX_SAMPLES_PER_REQUEST) -> str:
+                        max_samples_per_request: int = DEFAULT_MAX_SAMPLES_PER_REQUEST,
+                        warmup_signatures: typing.Optional[typing.Sequence[str]] = None) -> str:
   """Exports the newest checkpoint of a training workdir and returns the version path.
 
   The model is rebuilt from the run's own `flags.cfg` and `run_spec.json`; the EMA generator is
@@ -366,7 +381,7 @@ def export_from_workdir(workdir: str, export_dir: typing.Optional[str] = None,
   return export_generator(
       model.sampling_generator, config.latent_dim, config.resolved_export_dir,
       config.model_name, step, train.export_metadata(config, image_shape, step),
-      max_samples_per_request=max_samples_per_request)
+      max_samples_per_request=max_samples_per_request, warmup_signatures=warmup_signatures)
 
 
 _PROGRAM = "python -m tfgan_app.export"
@@ -386,6 +401,10 @@ def define_flags(flag_values) -> None:
   flags.DEFINE_integer("max_samples_per_request", DEFAULT_MAX_SAMPLES_PER_REQUEST,
                        "Largest num_samples / number of seeds / num_steps a request may ask "
                        "for (>= 2).", lower_bound=2, flag_values=flag_values)
+  flags.DEFINE_list("warmup_signatures", None,
+                    "Signatures that get a TF Serving warmup request. Default: all. With TF "
+                    "Serving's --enable_batching use serving_default,sample_seeds.",
+                    flag_values=flag_values)
 
 
 def main(argv) -> int:
@@ -407,7 +426,7 @@ def main(argv) -> int:
     return 2
   try:
     path = export_from_workdir(values.workdir, values.export_dir, values.model_name,
-                               values.max_samples_per_request)
+                               values.max_samples_per_request, values.warmup_signatures)
   except ExportError as error:
     print(f"{_PROGRAM}: error: {error}", file=sys.stderr)
     return 1

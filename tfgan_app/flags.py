@@ -48,6 +48,10 @@ flags.DEFINE_boolean("deterministic", _DEFAULTS.deterministic,
                      "Enable TensorFlow op determinism: bit-exact reruns, somewhat slower.")
 flags.DEFINE_integer("steps_per_execution", _DEFAULTS.steps_per_execution,
                      "Training steps per tf.function call (fewer host round trips).")
+flags.DEFINE_enum("mixed_precision", _DEFAULTS.mixed_precision,
+                  ["float32", "mixed_bfloat16"],
+                  "Keras dtype policy: mixed_bfloat16 computes in bfloat16 with float32 weights "
+                  "(fast on CPUs with AVX512-BF16/AMX and on TPUs/recent GPUs).")
 # Distribution.
 flags.DEFINE_enum("strategy", _DEFAULTS.strategy, distribute.STRATEGIES,
                   "tf.distribute strategy: auto (mirrored over all GPUs when there are several, "
@@ -83,7 +87,9 @@ flags.DEFINE_float("beta1", _DEFAULTS.beta1, "Adam beta_1 of both optimizers, in
 flags.DEFINE_float("beta2", _DEFAULTS.beta2, "Adam beta_2 of both optimizers, in [0, 1).")
 flags.DEFINE_float("ema_decay", _DEFAULTS.ema_decay,
                    "Decay per step of an exponential moving average of the generator's weights, "
-                   "in [0, 1); the average is what is sampled and exported. 0: no average.")
+                   "in [0, 1); the average is what is sampled and exported. 0: no average. With "
+                   "BatchNorm generators the averaged weights do not match the averaged "
+                   "statistics, which cost sample quality in our DCGAN runs; hence off.")
 # Outputs.
 flags.DEFINE_integer("log_every", _DEFAULTS.log_every, "Steps between TensorBoard scalars.")
 flags.DEFINE_integer("sample_every", _DEFAULTS.sample_every,

@@ -86,7 +86,7 @@ def inception_score(generated_logits) -> float:
 
 
 def kernel_distance(real_features, generated_features,
-                    block_size: int = KID_BLOCK_SIZE) -> Dict[str, float]:
+                    block_size: int = KID_BLOCK_SIZE) -> Dict[str, Optional[float]]:
   """Kernel distance, KID (Bińkowski et al. 2018): an unbiased MMD^2 with a cubic kernel.
 
   k(x, y) = (x.y / D + 1)^3, estimated by TF-GAN's
@@ -100,7 +100,8 @@ def kernel_distance(real_features, generated_features,
     block_size: the block size (larger: lower variance, quadratic cost).
 
   Returns:
-    {"kid": estimate, "kid_std": standard error estimated from the blocks}.
+    {"kid": estimate, "kid_std": standard error estimated from the blocks, None when all
+    samples fit in one block}.
 
   Raises:
     ValueError: bad shapes or non-finite values.
@@ -111,7 +112,9 @@ def kernel_distance(real_features, generated_features,
   # TF-GAN needs tensors here (it calls .shape.assert_has_rank), not numpy arrays.
   kid, kid_std = tfgan.eval.kernel_classifier_distance_and_std_from_activations(
       tf.constant(real), tf.constant(generated), max_block_size=block_size)
-  return {"kid": float(kid), "kid_std": float(kid_std)}
+  # One block (N <= block_size) leaves no spread to measure: TF-GAN gives NaN, we give None.
+  kid_std = float(kid_std) if np.isfinite(float(kid_std)) else None
+  return {"kid": float(kid), "kid_std": kid_std}
 
 
 def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -173,6 +173,7 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
   _check_workdir(config, spec)
 
   _configure_determinism(config)
+  keras.mixed_precision.set_global_policy(config.mixed_precision)
   with strategy.scope():
     model = build_gan(config, info.image_shape)
   chief = distribute.is_chief(strategy)
