@@ -200,3 +200,17 @@ def test_bad_input_gives_clear_errors(classifier_dir, data_dir, cache_dir, tmp_p
   with pytest.raises(evaluate.EvaluationError, match="32x32x1 but the classifier .* 28x28x1"):
     evaluate.evaluate(generator, classifier_dir, num_samples=10, data_dir=data_dir,
                       cache_dir=cache_dir)
+
+
+def test_training_with_eval_every_writes_metrics_jsonl(tmp_path, classifier_dir, data_dir,
+                                                       monkeypatch):
+  from tfgan_app import train  # pylint: disable=import-outside-toplevel
+  monkeypatch.setenv("TFGAN_APP_CACHE_DIR", str(tmp_path / "cache"))
+  config = tiny_config(tmp_path / "run", data_dir, train_steps=4, eval_every=2,
+                       eval_metrics="fid,kid", eval_num_samples=64,
+                       eval_classifier=classifier_dir, export=False)
+  train.train_and_export(config)
+  with open(tmp_path / "run" / evaluate.METRICS_FILE) as f:
+    records = [json.loads(line) for line in f]
+  assert [record["step"] for record in records] == [2, 4]
+  assert all(record["fid"] > 0 and record["num_generated"] == 64 for record in records)

@@ -51,6 +51,7 @@ class TrainConfig:
   d_lr: float = 2e-4
   beta1: float = 0.5
   beta2: float = 0.999
+  lr_decay_start: float = 1.0  # 1: constant learning rates.
   ema_decay: float = 0.0  # 0: no EMA generator.
   # Outputs.
   log_every: int = 50
@@ -60,6 +61,11 @@ class TrainConfig:
   keep_checkpoints: int = 3
   model_name: str = "dcgan"
   export: bool = True
+  # Evaluation during training (tfgan_app/evaluate.py).
+  eval_every: int = 0  # 0: off.
+  eval_metrics: str = "fid,is,kid"
+  eval_num_samples: int = 10_000
+  eval_classifier: Optional[str] = None  # None: the dataset's default classifier.
   export_dir: Optional[str] = None  # None: <workdir>/export.
 
   @property

@@ -13,6 +13,7 @@ from absl import logging
 
 from tfgan_app import config as config_lib
 from tfgan_app import distribute
+from tfgan_app import metrics
 from tfgan_app import models
 
 FLAGS = flags.FLAGS
@@ -85,6 +86,9 @@ flags.DEFINE_float("g_lr", _DEFAULTS.g_lr, "Generator Adam learning rate.")
 flags.DEFINE_float("d_lr", _DEFAULTS.d_lr, "Discriminator Adam learning rate.")
 flags.DEFINE_float("beta1", _DEFAULTS.beta1, "Adam beta_1 of both optimizers, in [0, 1).")
 flags.DEFINE_float("beta2", _DEFAULTS.beta2, "Adam beta_2 of both optimizers, in [0, 1).")
+flags.DEFINE_float("lr_decay_start", _DEFAULTS.lr_decay_start,
+                   "Fraction of --train_steps after which both learning rates decay linearly to "
+                   "0 at the last step, in [0, 1]; 1 keeps them constant.")
 flags.DEFINE_float("ema_decay", _DEFAULTS.ema_decay,
                    "Decay per step of an exponential moving average of the generator's weights, "
                    "in [0, 1); the average is what is sampled and exported. 0: no average. With "
@@ -104,6 +108,17 @@ flags.DEFINE_string("model_name", _DEFAULTS.model_name,
                     "Name of the exported model: <export_dir>/<model_name>/<version>/.")
 flags.DEFINE_boolean("export", _DEFAULTS.export,
                      "Export the generator as a SavedModel when training ends.")
+flags.DEFINE_integer("eval_every", _DEFAULTS.eval_every,
+                     "Steps between evaluations of the generator with --eval_metrics, logged to "
+                     "TensorBoard (eval/*) and <workdir>/metrics.jsonl. 0: no evaluation.")
+flags.DEFINE_string("eval_metrics", _DEFAULTS.eval_metrics,
+                    "Comma-separated metrics for --eval_every: fid, is, kid, precision_recall.")
+flags.DEFINE_integer("eval_num_samples", _DEFAULTS.eval_num_samples,
+                     "Generated (and real) images per evaluation.")
+flags.DEFINE_string("eval_classifier", None,
+                    "Classifier for --eval_every: a directory written by "
+                    "`python -m tfgan_app.classifier`, or `inception`. Default: the dataset's "
+                    "(see README, Measuring generators).")
 flags.DEFINE_string("export_dir", None,
                     "Base directory of exports. Default: <workdir>/export.")
 
@@ -119,6 +134,20 @@ for _name in _POSITIVE_INTS + _POSITIVE_FLOATS:
 flags.register_validator("image_size", lambda value: value is None or value > 0,
                          message="must be a positive number of pixels (e.g. 28, 32, 64)")
 flags.register_validator("seed", lambda value: value >= 0, message="must be >= 0")
+flags.register_validator("lr_decay_start", lambda value: 0.0 <= value <= 1.0,
+                         message="must be in [0, 1]")
+flags.register_validator("eval_every", lambda value: value >= 0,
+                         message="must be >= 0 (0 turns evaluation off)")
+def _valid_metric_names(text):
+  try:
+    metrics.parse_metric_names(text)
+  except ValueError as error:
+    raise flags.ValidationError(str(error)) from None
+  return True
+
+
+flags.register_validator("eval_metrics", _valid_metric_names)
+flags.register_validator("eval_num_samples", lambda value: value >= 4, message="must be >= 4")
 for _name in ("beta1", "beta2", "ema_decay", "label_smoothing"):
   flags.register_validator(_name, lambda value: 0.0 <= value < 1.0, message="must be in [0, 1)")
 flags.register_validator("model_name",

@@ -22,11 +22,14 @@ from tfgan_app import callbacks as callbacks_lib
 from tfgan_app import config as config_lib
 from tfgan_app import data
 from tfgan_app import distribute
+from tfgan_app import evaluate
 from tfgan_app import export
 from tfgan_app import flags as app_flags
 from tfgan_app import gan as gan_lib
+from tfgan_app import metrics
 from tfgan_app import models
 from tfgan_app import preemption
+from tfgan_app import schedules
 from tfgan_app import workdir_lock
 
 FLAGFILE = "flags.cfg"
@@ -109,9 +112,17 @@ def build_gan(config, image_shape) -> gan_lib.GAN:
                       ema_generator=ema_generator, ema_decay=config.ema_decay)
   if ema_generator is not None:
     model.reset_ema()
+  def learning_rate(initial, updates_per_step):
+    if config.lr_decay_start >= 1.0:
+      return initial
+    return schedules.LinearDecayToZero(initial, config.train_steps * updates_per_step,
+                                       config.lr_decay_start)
+
   model.compile(
-      d_optimizer=keras.optimizers.Adam(config.d_lr, beta_1=config.beta1, beta_2=config.beta2),
-      g_optimizer=keras.optimizers.Adam(config.g_lr, beta_1=config.beta1, beta_2=config.beta2),
+      d_optimizer=keras.optimizers.Adam(learning_rate(config.d_lr, config.d_steps),
+                                        beta_1=config.beta1, beta_2=config.beta2),
+      g_optimizer=keras.optimizers.Adam(learning_rate(config.g_lr, 1),
+                                        beta_1=config.beta1, beta_2=config.beta2),
       steps_per_execution=config.steps_per_execution)
   return model
 
@@ -239,6 +250,13 @@ def _fit(model, manager, config, info, start_step, output_dir, stopper) -> dict:
   sample_latents = tf.random.stateless_normal(
       [config.num_sample_images, config.latent_dim], seed=[config.seed, _SAMPLE_LATENTS])
   show_bar = callbacks_lib.progress_bar_visible()
+  extra_callbacks = []
+  if config.eval_every:
+    extra_callbacks.append(evaluate.EvalCallback(
+        config.eval_every, config.dataset, info.image_shape, classifier=config.eval_classifier,
+        metrics=metrics.parse_metric_names(config.eval_metrics),
+        num_samples=config.eval_num_samples, seed=config.seed, writer=writer,
+        metrics_file=os.path.join(output_dir, "metrics.jsonl"), data_dir=config.data_dir))
   history = model.fit(
       dataset,
       epochs=1,
@@ -255,6 +273,7 @@ def _fit(model, manager, config, info, start_step, output_dir, stopper) -> dict:
           callbacks_lib.SampleGrid(writer, os.path.join(output_dir, SAMPLE_DIR),
                                    sample_latents, config.sample_every),
           callbacks_lib.CheckpointSaver(manager, config.checkpoint_every),
+          *extra_callbacks,
       ])
   return {name: float(np.mean(values[-1])) for name, values in history.history.items()}
 
@@ -268,7 +287,7 @@ def main(argv):
   try:
     train_and_export(config)
   except (ConfigError, data.DatasetError, callbacks_lib.TrainingDivergedError,
-          callbacks_lib.CheckpointWriteError, export.ExportError,
+          callbacks_lib.CheckpointWriteError, export.ExportError, evaluate.EvaluationError,
           workdir_lock.WorkdirLockedError) as error:
     print(f"python -m tfgan_app.train: error: {error}", file=sys.stderr)
     sys.exit(1)
