@@ -24,6 +24,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from tfgan_app import cli
 from tfgan_app import export
 from tfgan_app import images as images_lib
 
@@ -155,21 +156,11 @@ def define_flags(flag_values) -> None:
 
 def main(argv) -> int:
   """`python -m serving.client`; returns the exit status."""
-  from absl import flags  # pylint: disable=import-outside-toplevel
-  values = flags.FlagValues()
-  define_flags(values)
-  if any(arg in ("--help", "-h", "--helpfull") for arg in argv[1:]):
-    print(f"{_PROGRAM} --server=HOST:PORT --model_name=NAME --num_samples=N --seed=S "
-          f"--out=FILE.png\n{values.get_help()}")
-    return 0
-  try:
-    remaining = values(argv)
-  except flags.Error as error:
-    print(f"{_PROGRAM}: error: {error} (see --help)", file=sys.stderr)
-    return 2
-  if len(remaining) > 1:
-    print(f"{_PROGRAM}: error: unexpected arguments {remaining[1:]}", file=sys.stderr)
-    return 2
+  values, status = cli.parse_private_flags(
+      _PROGRAM, define_flags, argv,
+      "--server=HOST:PORT --model_name=NAME --num_samples=N --seed=S --out=FILE.png")
+  if values is None:
+    return status
   try:
     result = sample(values.server, values.model_name, values.num_samples, values.seed,
                     values.signature, values.timeout, values.version)

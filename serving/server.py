@@ -53,6 +53,8 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from tfgan_app import cli
+
 _LOG = logging.getLogger("serving.server")
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 DEFAULT_SIGNATURE = "serving_default"
@@ -682,21 +684,12 @@ def define_flags(flag_values) -> None:
 
 def main(argv) -> int:
   """`python -m serving.server`; returns the exit status."""
-  from absl import flags  # pylint: disable=import-outside-toplevel
-  values = flags.FlagValues()
-  define_flags(values)
-  if any(arg in ("--help", "-h", "--helpfull") for arg in argv[1:]):
-    print(f"{_PROGRAM} --model_name=NAME --model_base_path=DIR [--port=8500] "
-          f"[--rest_api_port=8501]\n{values.get_help()}")
-    return 0
-  try:
-    remaining = values(argv)
-  except flags.Error as error:
-    print(f"{_PROGRAM}: error: {error} (see --help)", file=sys.stderr)
-    return 2
-  if len(remaining) > 1 or not values.model_base_path:
-    print(f"{_PROGRAM}: error: pass --model_base_path=DIR (and only --flags)", file=sys.stderr)
-    return 2
+  values, status = cli.parse_private_flags(
+      _PROGRAM, define_flags, argv,
+      "--model_name=NAME --model_base_path=DIR [--port=8500] [--rest_api_port=8501]",
+      required=["model_base_path"])
+  if values is None:
+    return status
   if values.file_system_poll_wait_seconds <= 0:
     print(f"{_PROGRAM}: error: --file_system_poll_wait_seconds must be > 0", file=sys.stderr)
     return 2

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tfgan_app import cli
 from tfgan_app import data
 
 # Signature and tensor names: a contract with every caller of the exported classifier.
@@ -498,20 +499,8 @@ def define_flags(flag_values=flags.FLAGS) -> None:
                            flag_values=flag_values)
 
 
-def _parse_flags_or_exit(argv):
-  """absl `flags_parser` that reports a bad command line in one line and exits with 2."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as error:
-    print(f"{_PROGRAM}: error: {error} (see --helpfull for accepted flags)", file=sys.stderr)
-    sys.exit(2)
-
-
 def main(argv):
-  if len(argv) > 1:
-    print(f"{_PROGRAM}: error: unexpected arguments {argv[1:]}; all options are --flags "
-          "(see --helpfull)", file=sys.stderr)
-    sys.exit(2)
+  del argv  # Only --flags; stray arguments are refused by cli.flags_parser.
   values = flags.FLAGS
   out_dir = values.out or os.path.join("classifiers", values.dataset)
   try:
@@ -531,4 +520,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main, flags_parser=_parse_flags_or_exit)
+  app.run(main, flags_parser=cli.flags_parser(_PROGRAM))

@@ -7,9 +7,18 @@ be called from tests and notebooks without parsing a command line.
 import dataclasses
 import json
 import os
+import typing
 from typing import Optional
 
 LOSSES = ("non_saturating", "minimax")
+
+
+def _parse_value(kind, text: str):
+  if typing.get_origin(kind) is typing.Union:  # Optional[X]
+    kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+  if kind is bool:
+    return text.lower() in ("1", "true", "yes")
+  return kind(text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +97,30 @@ class TrainConfig:
       else:
         lines.append(f"--{field.name}={value}")
     return "\n".join(lines) + "\n"
+
+  @classmethod
+  def from_flagfile(cls, path: str) -> "TrainConfig":
+    """Reads a flagfile written by `to_flagfile` (a run's flags.cfg).
+
+    Parsed here rather than through absl: `tfgan_app.flags` defines its flags on the global
+    `FLAGS`, and parsing a run's flags there would overwrite the caller's.
+    """
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    values = {}
+    with open(path) as f:
+      for line in f:
+        line = line.strip()
+        if not line.startswith("--"):
+          continue
+        name, has_value, text = line[2:].partition("=")
+        if has_value:
+          if name in fields:
+            values[name] = _parse_value(fields[name].type, text)
+        elif name in fields:
+          values[name] = True
+        elif name.startswith("no") and name[2:] in fields:
+          values[name[2:]] = False
+    return cls(**values)
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), sort_keys=True)

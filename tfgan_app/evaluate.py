@@ -48,6 +48,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfgan_app import cli
 from tfgan_app import classifier as classifier_lib
 from tfgan_app import data
 from tfgan_app import export
@@ -472,30 +473,6 @@ def load_saved_model_generator(path: str) -> LoadedGenerator:
                          keep_alive=loaded)
 
 
-def _config_from_flagfile(path: str):
-  """The `TrainConfig` of a run's flags.cfg, parsed without touching absl's global FLAGS."""
-  import typing  # pylint: disable=import-outside-toplevel
-  from tfgan_app import config as config_lib  # pylint: disable=import-outside-toplevel
-  fields = {field.name: field for field in dataclasses.fields(config_lib.TrainConfig)}
-  values = {}
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if not line.startswith("--"):
-        continue
-      name, has_value, text = line[2:].partition("=")
-      if has_value and name in fields:
-        kind = fields[name].type
-        if typing.get_origin(kind) is typing.Union:  # Optional[X]
-          kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
-        values[name] = text.lower() in ("1", "true") if kind is bool else kind(text)
-      elif not has_value and name in fields:
-        values[name] = True
-      elif not has_value and name.startswith("no") and name[2:] in fields:
-        values[name[2:]] = False
-  return config_lib.TrainConfig(**values)
-
-
 def load_workdir_generator(workdir: str) -> LoadedGenerator:
   """The sampling (EMA) generator of a training workdir's newest checkpoint.
 
@@ -503,29 +480,8 @@ def load_workdir_generator(workdir: str) -> LoadedGenerator:
     EvaluationError: not a workdir, no checkpoint, or a checkpoint that does not match the run.
   """
   from tfgan_app import train  # pylint: disable=import-outside-toplevel  (train imports us)
-  flagfile = os.path.join(workdir, train.FLAGFILE)
-  spec_path = os.path.join(workdir, train.RUN_SPEC)
-  if not (os.path.isfile(flagfile) and os.path.isfile(spec_path)):
-    raise EvaluationError(f"{workdir} is not a training workdir (no {train.FLAGFILE} and "
-                          f"{train.RUN_SPEC}); pass the --workdir of a tfgan_app.train run")
   try:
-    with open(spec_path) as f:
-      spec = json.load(f)
-    config = _config_from_flagfile(flagfile).with_updates(
-        workdir=workdir, architecture=spec["architecture"], latent_dim=spec["latent_dim"],
-        g_filters=spec["g_filters"], d_filters=spec["d_filters"], dataset=spec["dataset"])
-    if bool(spec.get("ema", config.ema_decay > 0)) != (config.ema_decay > 0):
-      config = config.with_updates(ema_decay=0.999 if spec["ema"] else 0.0)
-    image_shape = tuple(spec["image_shape"])
-  except (OSError, ValueError, KeyError, TypeError) as error:
-    raise EvaluationError(f"cannot read the run in {workdir}: {error}") from error
-  checkpoint_dir = os.path.join(workdir, train.CHECKPOINT_DIR)
-  if tf.train.latest_checkpoint(checkpoint_dir) is None:
-    raise EvaluationError(f"no checkpoint in {checkpoint_dir}; train first or pass "
-                          "--saved_model")
-  model = train.build_gan(config, image_shape)
-  try:
-    restored = train.restore_latest(train.make_checkpoint(model), checkpoint_dir, workdir)
+    model, config, image_shape, restored = train.restore_run(workdir)
   except train.ConfigError as error:
     raise EvaluationError(str(error)) from error
   generator = model.sampling_generator
@@ -758,18 +714,6 @@ def define_flags() -> None:
                       "'' disables it.")
 
 
-def _parse_flags_or_exit(argv):
-  try:
-    remaining = flags.FLAGS(argv)
-  except flags.Error as error:
-    print(f"{_PROGRAM}: error: {error} (see --helpfull for accepted flags)", file=sys.stderr)
-    sys.exit(2)
-  from absl import logging  # pylint: disable=import-outside-toplevel
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
-  return remaining
-
-
 def run(values) -> dict:
   """The command's work, given the parsed flag values. Raises EvaluationError."""
   if bool(values.saved_model) == bool(values.workdir):
@@ -790,10 +734,7 @@ def run(values) -> dict:
 
 
 def main(argv):
-  if len(argv) > 1:
-    print(f"{_PROGRAM}: error: unexpected arguments {argv[1:]}; all options are --flags "
-          "(see --helpfull)", file=sys.stderr)
-    sys.exit(2)
+  del argv  # Only --flags; stray arguments are refused by cli.flags_parser.
   values = flags.FLAGS
   try:
     record = run(values)
@@ -814,4 +755,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main, flags_parser=_parse_flags_or_exit)
+  app.run(main, flags_parser=cli.flags_parser(_PROGRAM))

@@ -305,40 +305,6 @@ def read_metadata(version_path: str) -> dict:
 # Export of a training run's newest checkpoint.
 
 
-def _parse_flag_value(field, text: str):
-  kind = field.type
-  if typing.get_origin(kind) is typing.Union:  # Optional[X]
-    kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
-  if kind is bool:
-    return text.lower() in ("1", "true", "yes")
-  return kind(text)
-
-
-def config_from_flagfile(path: str):
-  """The `TrainConfig` a run's `flags.cfg` (written by `TrainConfig.to_flagfile`) describes.
-
-  Parsed here rather than through absl: `tfgan_app.flags` defines its flags on the global
-  `FLAGS`, and parsing a run's flags there would overwrite the caller's.
-  """
-  from tfgan_app import config as config_lib  # pylint: disable=import-outside-toplevel
-  fields = {field.name: field for field in dataclasses.fields(config_lib.TrainConfig)}
-  values = {}
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if not line.startswith("--"):
-        continue
-      name, has_value, text = line[2:].partition("=")
-      if has_value:
-        if name in fields:
-          values[name] = _parse_flag_value(fields[name], text)
-      elif name in fields:
-        values[name] = True
-      elif name.startswith("no") and name[2:] in fields:
-        values[name[2:]] = False
-  return config_lib.TrainConfig(**values)
-
-
 def export_from_workdir(workdir: str, export_dir: typing.Optional[str] = None,
                         model_name: typing.Optional[str] = None,
                         max_samples_per_request: int = DEFAULT_MAX_SAMPLES_PER_REQUEST,
@@ -353,30 +319,14 @@ def export_from_workdir(workdir: str, export_dir: typing.Optional[str] = None,
   """
   # Imported here: train imports this module.
   from tfgan_app import train  # pylint: disable=import-outside-toplevel
-  flagfile = os.path.join(workdir, train.FLAGFILE)
-  spec_path = os.path.join(workdir, train.RUN_SPEC)
-  if not (os.path.exists(flagfile) and os.path.exists(spec_path)):
-    raise ExportError(f"{workdir} is not a training workdir (no {train.FLAGFILE} and "
-                      f"{train.RUN_SPEC}); pass the --workdir of a tfgan_app.train run")
-  with open(spec_path) as f:
-    spec = json.load(f)
-  config = config_from_flagfile(flagfile).with_updates(
-      workdir=workdir, architecture=spec["architecture"], latent_dim=spec["latent_dim"],
-      g_filters=spec["g_filters"], d_filters=spec["d_filters"])
+  try:
+    model, config, image_shape, _ = train.restore_run(workdir)
+  except train.ConfigError as error:
+    raise ExportError(str(error)) from error
   if model_name:
     config = config.with_updates(model_name=model_name)
   if export_dir:
     config = config.with_updates(export_dir=export_dir)
-  image_shape = tuple(spec["image_shape"])
-  model = train.build_gan(config, image_shape)
-  checkpoint = train.make_checkpoint(model)
-  try:
-    restored = train.restore_latest(
-        checkpoint, os.path.join(workdir, train.CHECKPOINT_DIR), workdir)
-  except train.ConfigError as error:
-    raise ExportError(str(error)) from error
-  if restored is None:
-    raise ExportError(f"no checkpoint in {os.path.join(workdir, train.CHECKPOINT_DIR)}")
   step = int(model.step.numpy())
   return export_generator(
       model.sampling_generator, config.latent_dim, config.resolved_export_dir,
@@ -409,21 +359,12 @@ def define_flags(flag_values) -> None:
 
 def main(argv) -> int:
   """`python -m tfgan_app.export`; returns the exit status."""
-  from absl import flags  # pylint: disable=import-outside-toplevel
-  values = flags.FlagValues()
-  define_flags(values)
-  if any(arg in ("--help", "-h", "--helpfull") for arg in argv[1:]):
-    print(f"{_PROGRAM} --workdir=DIR [--export_dir=DIR] [--model_name=NAME]\n"
-          f"{values.get_help()}")
-    return 0
-  try:
-    remaining = values(argv)
-  except flags.Error as error:
-    print(f"{_PROGRAM}: error: {error} (see --help)", file=sys.stderr)
-    return 2
-  if len(remaining) > 1 or not values.workdir:
-    print(f"{_PROGRAM}: error: pass --workdir=DIR (and only --flags)", file=sys.stderr)
-    return 2
+  from tfgan_app import cli  # pylint: disable=import-outside-toplevel
+  values, status = cli.parse_private_flags(
+      _PROGRAM, define_flags, argv, "--workdir=DIR [--export_dir=DIR] [--model_name=NAME]",
+      required=["workdir"])
+  if values is None:
+    return status
   try:
     path = export_from_workdir(values.workdir, values.export_dir, values.model_name,
                                values.max_samples_per_request, values.warmup_signatures)

@@ -2,14 +2,11 @@
 
 Every flag has a default, so tests and `python -m tfgan_app.train` with no arguments work.
 `config_from_flags()` turns the parsed flags into a frozen `TrainConfig`; nothing else reads
-`FLAGS`. `parse_flags_or_exit` replaces absl's parser so that a bad flag costs the user one
+`FLAGS`. Entry points parse with `tfgan_app.cli.flags_parser`: a bad flag costs the user one
 clear line on stderr and exit status 2, not a usage dump.
 """
 
-import sys
-
 from absl import flags
-from absl import logging
 
 from tfgan_app import config as config_lib
 from tfgan_app import distribute
@@ -154,21 +151,6 @@ flags.register_validator("model_name",
                          lambda value: bool(value) and value.replace("_", "").replace("-", "")
                          .isalnum(),
                          message="must be a non-empty name of letters, digits, '_' or '-'")
-
-
-def parse_flags_or_exit(argv):
-  """absl `flags_parser` that reports a bad command line in one line and exits with 2."""
-  try:
-    remaining = FLAGS(argv)
-  except flags.Error as error:
-    program = "python -m tfgan_app.train"
-    print(f"{program}: error: {error} (see --helpfull for accepted flags)", file=sys.stderr)
-    sys.exit(2)
-  if not FLAGS["verbosity"].present:
-    # absl logs INFO by default, which buries our progress lines under library chatter
-    # (TFDS file listings). --verbosity=0 brings it back.
-    logging.set_verbosity(logging.WARNING)
-  return remaining
 
 
 def config_from_flags() -> config_lib.TrainConfig:

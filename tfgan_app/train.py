@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgan_app import callbacks as callbacks_lib
+from tfgan_app import cli
 from tfgan_app import config as config_lib
 from tfgan_app import data
 from tfgan_app import distribute
@@ -151,6 +152,44 @@ def restore_latest(checkpoint, checkpoint_dir, workdir) -> Optional[str]:
   return path
 
 
+def restore_run(workdir: str):
+  """Rebuilds a training run from its workdir and restores its newest checkpoint.
+
+  The model is rebuilt from the run's own flags.cfg and run_spec.json, so callers (export,
+  evaluate) need no flags of the run.
+
+  Returns:
+    (model, config, image_shape, checkpoint_path).
+
+  Raises:
+    ConfigError: not a training workdir, unreadable run files, no checkpoint, or a checkpoint
+      that does not fit the model.
+  """
+  flagfile, spec_path = os.path.join(workdir, FLAGFILE), os.path.join(workdir, RUN_SPEC)
+  if not (os.path.isfile(flagfile) and os.path.isfile(spec_path)):
+    raise ConfigError(f"{workdir} is not a training workdir (no {FLAGFILE} and {RUN_SPEC}); "
+                      "pass the --workdir of a tfgan_app.train run")
+  try:
+    with open(spec_path) as f:
+      spec = json.load(f)
+    image_shape = tuple(spec["image_shape"])
+    # run_spec.json says what the checkpoints hold, so its fields win over flags.cfg.
+    config = config_lib.TrainConfig.from_flagfile(flagfile)
+    structure = {name: value for name, value in spec.items()
+                 if name in config_lib.TrainConfig.__dataclass_fields__}
+    config = config.with_updates(workdir=workdir, **structure)
+    if "ema" in spec and spec["ema"] != (config.ema_decay > 0):
+      config = config.with_updates(ema_decay=0.999 if spec["ema"] else 0.0)
+  except (OSError, ValueError, KeyError, TypeError) as error:
+    raise ConfigError(f"cannot read the run in {workdir}: {error}") from error
+  checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
+  if tf.train.latest_checkpoint(checkpoint_dir) is None:
+    raise ConfigError(f"no checkpoint in {checkpoint_dir}; train first")
+  model = build_gan(config, image_shape)
+  restored = restore_latest(make_checkpoint(model), checkpoint_dir, workdir)
+  return model, config, image_shape, restored
+
+
 def export_metadata(config, image_shape, step: int) -> dict:
   return {"model_name": config.model_name, "step": step, "latent_dim": config.latent_dim,
           "image_shape": list(image_shape), "dataset": config.dataset,
@@ -279,10 +318,7 @@ def _fit(model, manager, config, info, start_step, output_dir, stopper) -> dict:
 
 
 def main(argv):
-  if len(argv) > 1:
-    print(f"python -m tfgan_app.train: error: unexpected arguments {argv[1:]}; all options are "
-          "--flags (see --helpfull)", file=sys.stderr)
-    sys.exit(2)
+  del argv  # Only --flags; stray arguments are refused by cli.flags_parser.
   config = app_flags.config_from_flags()
   try:
     train_and_export(config)
@@ -298,4 +334,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=app_flags.parse_flags_or_exit)
+  app.run(main, flags_parser=cli.flags_parser("python -m tfgan_app.train"))
