@@ -106,18 +106,24 @@ def _free_ports(count):
   return ports
 
 
-def test_multi_worker_trains_identically_and_only_the_chief_writes(tmp_path):
-  workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-  workdir = tmp_path / "run"
+def _train_workers(workers, workdir, *extra):
+  """Runs one training process per worker address; returns each one's (stdout, stderr)."""
   processes = []
-  for index in range(2):
+  for index in range(len(workers)):
     tf_config = json.dumps({"cluster": {"worker": workers},
                             "task": {"type": "worker", "index": index}})
-    processes.append(_train(workdir, "--strategy=multi_worker", "--checkpoint_every=2",
+    processes.append(_train(workdir, "--strategy=multi_worker", *extra,
                             env_extra={"TF_CONFIG": tf_config}, wait=False))
   outputs = [process.communicate(timeout=300) for process in processes]
   for process, (_, stderr) in zip(processes, outputs):
     assert process.returncode == 0, stderr[-3000:]
+  return outputs
+
+
+def test_multi_worker_trains_identically_and_only_the_chief_writes(tmp_path):
+  workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+  workdir = tmp_path / "run"
+  outputs = _train_workers(workers, workdir, "--checkpoint_every=2")
   # Both workers logged the same global values (identical weights at every step).
   lines = [[line for line in stdout.splitlines() if line.startswith("step ")]
            for stdout, _ in outputs]
@@ -131,13 +137,5 @@ def test_multi_worker_trains_identically_and_only_the_chief_writes(tmp_path):
   assert sorted(os.listdir(workdir / "export" / "dcgan")) == ["3"]
   assert "Exported generator" in outputs[0][0] and "Exported generator" not in outputs[1][0]
   # A multi-worker run resumes: both workers restore the chief's checkpoint and go on.
-  processes = []
-  for index in range(2):
-    tf_config = json.dumps({"cluster": {"worker": workers},
-                            "task": {"type": "worker", "index": index}})
-    processes.append(_train(workdir, "--strategy=multi_worker", "--train_steps=4",
-                            env_extra={"TF_CONFIG": tf_config}, wait=False))
-  for process in processes:
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 0, stderr[-3000:]
+  _train_workers(workers, workdir, "--train_steps=4")
   assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith("ckpt-4")

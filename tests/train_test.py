@@ -70,8 +70,8 @@ def test_resume_reaches_the_weights_of_an_uninterrupted_run(tmp_path, data_dir):
   assert train.train_and_export(interrupted).step == 3
   result = train.train_and_export(interrupted.with_updates(train_steps=6))
   assert result.step == 6 and not result.finished_before
-  expected, got = _checkpoint_values(straight.workdir), _checkpoint_values(result_dir := str(
-      tmp_path / "resumed"))
+  result_dir = str(tmp_path / "resumed")
+  expected, got = _checkpoint_values(straight.workdir), _checkpoint_values(result_dir)
   assert set(expected) == set(got)
   # Generator, discriminator, both optimizers' slots and iteration counts, step and seed.
   assert any("g_optimizer" in name for name in got) and any("d_optimizer" in name for name in got)
