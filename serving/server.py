@@ -54,9 +54,11 @@ from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from tfgan_app import cli
+from tfgan_app import export
 
 _LOG = logging.getLogger("serving.server")
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+# TF Serving's warmup convention, which our exports follow.
+WARMUP_FILE = os.path.join(export.EXTRA_DIR, export.WARMUP_FILE)
 DEFAULT_SIGNATURE = "serving_default"
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 # TF Serving's REST status for each error code (http_rest_api_handler / ToHTTPStatusCode).

@@ -696,6 +696,8 @@ def define_flags() -> None:
   """
   from tfgan_app import flags as app_flags  # pylint: disable=import-outside-toplevel
   app_flags.FLAGS.set_default("split", DEFAULT_SPLIT)
+  # The training help ("split to train on") would mislead here.
+  app_flags.FLAGS["split"].help = "TFDS split of the real images to compare with, e.g. test."
   flags.DEFINE_string("saved_model", None,
                       "Generator export version directory, e.g. runs/dcgan/export/dcgan/2000. "
                       "Exactly one of --saved_model and --workdir.")
