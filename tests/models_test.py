@@ -49,10 +49,26 @@ def test_dcgan_structure():
   assert convs[0].filters == 8
 
 
-@pytest.mark.parametrize("size", [28, 64])
-def test_checkpoint_holds_every_variable(tmp_path, size):
+def test_refine_blocks_work_at_the_base_resolution():
+  plain = models.build_generator("dcgan", 16, (28, 28, 1), filters=8)
+  refined = models.build_generator("dcgan", 16, (28, 28, 1), filters=8, refine_blocks=2)
+  latents = tf.random.stateless_normal([3, 16], seed=[3, 4])
+  assert refined(latents).shape == plain(latents).shape == (3, 28, 28, 1)
+  for index in range(2):
+    conv = getattr(refined, f"refine{index}")
+    assert conv.strides == (1, 1) and conv.filters == 16  # the 7x7 base map's channels
+    assert isinstance(getattr(refined, f"refine{index}_bn"), keras.layers.BatchNormalization)
+  # Each block: one 4x4 16->16 kernel (no bias) and its BatchNorm (gamma, beta, mean, variance) each.
+  extra = len(refined.variables) - len(plain.variables)
+  assert extra == 2 * (1 + 4)
+  assert dcgan.Generator.from_config(refined.get_config()).refine_blocks == 2
+
+
+@pytest.mark.parametrize("size,refine_blocks", [(28, 0), (64, 0), (28, 1)])
+def test_checkpoint_holds_every_variable(tmp_path, size, refine_blocks):
   # Layers kept in containers Keras does not track would silently miss from checkpoints.
-  generator, discriminator = models.build_models("dcgan", 16, (size, size, 1), 8, 8)
+  generator, discriminator = models.build_models("dcgan", 16, (size, size, 1), 8, 8,
+                                                 g_refine_blocks=refine_blocks)
   for model in (generator, discriminator):
     path = tf.train.Checkpoint(model=model).save(str(tmp_path / model.name))
     saved = [name for name, _ in tf.train.list_variables(path)

@@ -51,6 +51,7 @@ class TrainConfig:
   g_filters: int = 64
   d_filters: int = 64
   kernel_size: int = 4
+  g_refine_blocks: int = 0
   sync_batchnorm: bool = False
   # Objective and optimisation.
   d_steps: int = 1

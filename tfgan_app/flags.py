@@ -69,6 +69,9 @@ flags.DEFINE_integer("d_filters", _DEFAULTS.d_filters,
                      "Channels of the discriminator's first layer; doubles per layer.")
 flags.DEFINE_integer("kernel_size", _DEFAULTS.kernel_size,
                      "Side of the (transposed) convolution kernels of G and D, in pixels.")
+flags.DEFINE_integer("g_refine_blocks", _DEFAULTS.g_refine_blocks,
+                     "Stride-1 transposed-convolution blocks (BatchNorm, ReLU) at the generator's "
+                     "base resolution (7x7 for 28x28 images) before it upsamples, >= 0.")
 flags.DEFINE_boolean("sync_batchnorm", _DEFAULTS.sync_batchnorm,
                      "BatchNorm statistics over the global batch instead of each replica's.")
 # Objective and optimisation.
@@ -131,6 +134,7 @@ for _name in _POSITIVE_INTS + _POSITIVE_FLOATS:
 flags.register_validator("image_size", lambda value: value is None or value > 0,
                          message="must be a positive number of pixels (e.g. 28, 32, 64)")
 flags.register_validator("seed", lambda value: value >= 0, message="must be >= 0")
+flags.register_validator("g_refine_blocks", lambda value: value >= 0, message="must be >= 0")
 flags.register_validator("lr_decay_start", lambda value: 0.0 <= value <= 1.0,
                          message="must be in [0, 1]")
 flags.register_validator("eval_every", lambda value: value >= 0,

@@ -60,7 +60,7 @@ def _run_spec(config: config_lib.TrainConfig, image_shape) -> dict:
   return {"architecture": config.architecture, "dataset": config.dataset,
           "image_shape": list(image_shape), "latent_dim": config.latent_dim,
           "g_filters": config.g_filters, "d_filters": config.d_filters,
-          "kernel_size": config.kernel_size,
+          "kernel_size": config.kernel_size, "g_refine_blocks": config.g_refine_blocks,
           "ema": config.ema_decay > 0}
 
 
@@ -101,12 +101,14 @@ def build_gan(config, image_shape) -> gan_lib.GAN:
   """Builds and compiles the GAN in the current strategy scope."""
   generator, discriminator = models.build_models(
       config.architecture, config.latent_dim, image_shape, config.g_filters, config.d_filters,
-      sync_batchnorm=config.sync_batchnorm, kernel_size=config.kernel_size)
+      sync_batchnorm=config.sync_batchnorm, kernel_size=config.kernel_size,
+      g_refine_blocks=config.g_refine_blocks)
   ema_generator = None
   if config.ema_decay > 0:
     ema_generator = models.build_generator(
         config.architecture, config.latent_dim, image_shape, config.g_filters,
-        config.sync_batchnorm, name="ema_generator", kernel_size=config.kernel_size)
+        config.sync_batchnorm, name="ema_generator", kernel_size=config.kernel_size,
+        refine_blocks=config.g_refine_blocks)
   model = gan_lib.GAN(generator, discriminator, latent_dim=config.latent_dim,
                       d_steps=config.d_steps, loss=config.loss, seed=config.seed,
                       label_smoothing=config.label_smoothing,

@@ -23,11 +23,12 @@ def _check(architecture):
 
 def build_generator(architecture: str, latent_dim: int, image_shape: Sequence[int],
                     filters: int, sync_batchnorm: bool = False, name: str = "generator",
-                    kernel_size: int = 4) -> keras.Model:
+                    kernel_size: int = 4, refine_blocks: int = 0) -> keras.Model:
   """A built generator mapping [B, latent_dim] to [B, *image_shape] in [-1, 1]."""
   _check(architecture)
   generator = dcgan.Generator(latent_dim, image_shape, filters=filters,
-                              sync_batchnorm=sync_batchnorm, kernel_size=kernel_size, name=name)
+                              sync_batchnorm=sync_batchnorm, kernel_size=kernel_size,
+                              refine_blocks=refine_blocks, name=name)
   generator(keras.ops.zeros((1, latent_dim)))
   return generator
 
@@ -45,9 +46,10 @@ def build_discriminator(architecture: str, image_shape: Sequence[int], filters: 
 
 def build_models(architecture: str, latent_dim: int, image_shape: Sequence[int],
                  g_filters: int, d_filters: int, sync_batchnorm: bool = False,
-                 kernel_size: int = 4) -> Tuple[keras.Model, keras.Model]:
+                 kernel_size: int = 4, g_refine_blocks: int = 0
+                 ) -> Tuple[keras.Model, keras.Model]:
   """Returns (generator, discriminator), built for `image_shape`."""
   return (build_generator(architecture, latent_dim, image_shape, g_filters, sync_batchnorm,
-                          kernel_size=kernel_size),
+                          kernel_size=kernel_size, refine_blocks=g_refine_blocks),
           build_discriminator(architecture, image_shape, d_filters, sync_batchnorm,
                               kernel_size=kernel_size))

@@ -47,7 +47,8 @@ class Generator(keras.Model):
   """Maps latents [B, latent_dim] to images [B, H, W, C] in [-1, 1]."""
 
   def __init__(self, latent_dim: int, image_shape: Sequence[int], filters: int = 64,
-               sync_batchnorm: bool = False, kernel_size: int = 4, **kwargs):
+               sync_batchnorm: bool = False, kernel_size: int = 4, refine_blocks: int = 0,
+               **kwargs):
     """Builds the layers.
 
     Args:
@@ -56,10 +57,14 @@ class Generator(keras.Model):
       filters: channels of the last hidden feature map; each layer inward doubles them.
       sync_batchnorm: BatchNorm statistics over the global batch under tf.distribute.
       kernel_size: side of the transposed-convolution kernels.
+      refine_blocks: stride-1 transposed-convolution blocks (BatchNorm, ReLU) at the base
+        resolution, before the upsampling ones. The TensorFlow DCGAN tutorial's generator has
+        one; it makes better-formed MNIST digits per step at little cost (the base map is small).
       **kwargs: keras.Model arguments (name, ...).
     """
     super().__init__(**kwargs)
     self.kernel_size = int(kernel_size)
+    self.refine_blocks = int(refine_blocks)
     self.latent_dim = int(latent_dim)
     self.image_shape = tuple(int(d) for d in image_shape)
     self.filters = int(filters)
@@ -73,6 +78,11 @@ class Generator(keras.Model):
     self.project = layers.Dense(base * base * widest, use_bias=False, name="project")
     self.project_bn = _batch_norm(self.sync_batchnorm, "project_bn")
     self.reshape = layers.Reshape((base, base, widest))
+    for index in range(self.refine_blocks):
+      setattr(self, f"refine{index}", layers.Conv2DTranspose(
+          widest, self.kernel_size, strides=1, padding="same", use_bias=False,
+          name=f"refine{index}"))
+      setattr(self, f"refine{index}_bn", _batch_norm(self.sync_batchnorm, f"refine{index}_bn"))
     # Each layer is an attribute of its own: Keras 3 hides layers kept in lists from
     # tf.train.Checkpoint (its tracked lists are not TF trackables), so their variables would
     # silently be missing from checkpoints.
@@ -90,6 +100,9 @@ class Generator(keras.Model):
     x = self.project(latents)  # [B, base*base*widest]
     x = keras.activations.relu(self.project_bn(x, training=training))
     x = self.reshape(x)  # [B, base, base, widest]
+    for index in range(self.refine_blocks):
+      conv, norm = getattr(self, f"refine{index}"), getattr(self, f"refine{index}_bn")
+      x = keras.activations.relu(norm(conv(x), training=training))  # [B, base, base, widest]
     for index in range(self.num_up_blocks):
       conv, norm = getattr(self, f"up{index}"), getattr(self, f"up{index}_bn")
       x = keras.activations.relu(norm(conv(x), training=training))  # [B, 2h, 2w, c/2]
@@ -100,7 +113,8 @@ class Generator(keras.Model):
   def get_config(self):
     return {"latent_dim": self.latent_dim, "image_shape": list(self.image_shape),
             "filters": self.filters, "sync_batchnorm": self.sync_batchnorm,
-            "kernel_size": self.kernel_size, "name": self.name}
+            "kernel_size": self.kernel_size, "refine_blocks": self.refine_blocks,
+            "name": self.name}
 
 
 @keras.saving.register_keras_serializable(package="tfgan_app")
