@@ -65,3 +65,20 @@ def test_minimax_loss_choice(tmp_path):
   logs = model.train_step(_real(1))
   # log(1 - D(G(z))) is negative.
   assert float(logs["g_loss"]) < 0.0
+
+
+def test_label_smoothing_reaches_the_discriminator_loss(tmp_path):
+  # d_loss of a step is computed from D's logits before its update: recompute them with the
+  # step's latents and compare with real targets 1 - s and fake targets 0.
+  smoothing = 0.2
+  model = _gan(tmp_path, label_smoothing=smoothing)
+  real = _real(1)
+  latents = gan_lib.replica_latents(model.seed, model.step, 0, 16, 16, model.latent_dim)
+  real_logits = model.discriminator(real[0], training=True).numpy().ravel().astype(np.float64)
+  fake_logits = model.discriminator(model.generator(latents, training=True),
+                                    training=True).numpy().ravel().astype(np.float64)
+  log_sigmoid = lambda x: -np.logaddexp(0.0, -x)
+  expected = np.mean(-(1 - smoothing) * log_sigmoid(real_logits)
+                     - smoothing * log_sigmoid(-real_logits) - log_sigmoid(-fake_logits))
+  logs = model.train_step(real)
+  assert float(logs["d_loss"]) == pytest.approx(expected, rel=1e-4)

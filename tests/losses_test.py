@@ -30,6 +30,28 @@ def test_minimax_generator_loss_golden():
   np.testing.assert_allclose(got, [-0.9740770, -0.0485874], rtol=1e-5)
 
 
+def _cross_entropy(target, logits):
+  probability = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+  return -(target * np.log(probability) + (1.0 - target) * np.log(1.0 - probability))
+
+
+@pytest.mark.parametrize("smoothing", [0.1, 0.25, 0.6])
+def test_label_smoothing_is_one_sided_with_real_target_one_minus_s(smoothing):
+  # Salimans et al. 2016 §3.4: real targets 1 - s, fake targets 0.
+  got = losses.minimax_discriminator_loss_per_example(REAL, FAKE, label_smoothing=smoothing)
+  expected = (_cross_entropy(1.0 - smoothing, REAL.numpy().ravel())
+              + _cross_entropy(0.0, FAKE.numpy().ravel()))
+  np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
+  # The fake term is untouched: changing only the fake logits changes the loss exactly as the
+  # unsmoothed loss changes.
+  other_fake = FAKE + 1.0
+  delta_smoothed = (losses.minimax_discriminator_loss_per_example(
+      REAL, other_fake, label_smoothing=smoothing) - got).numpy()
+  delta_plain = (losses.minimax_discriminator_loss_per_example(REAL, other_fake)
+                 - losses.minimax_discriminator_loss_per_example(REAL, FAKE)).numpy()
+  np.testing.assert_allclose(delta_smoothed, delta_plain, rtol=1e-5)
+
+
 def test_label_smoothing_is_off_by_default():
   # TF-GAN's own default smooths real labels by 0.25; ours must not.
   smoothed = losses.minimax_discriminator_loss_per_example(REAL, FAKE, label_smoothing=0.25)

@@ -20,11 +20,17 @@ def minimax_discriminator_loss_per_example(real_logits, fake_logits,
                                            label_smoothing: float = 0.0) -> tf.Tensor:
   """-[log D(x) + log(1 - D(G(z)))] per example (Goodfellow et al. 2014, eq. 1).
 
-  Minimising it maximises V(D, G) over D. TF-GAN's default one-sided label smoothing of 0.25
-  is switched off unless asked for.
+  Minimising it maximises V(D, G) over D. With `label_smoothing` s > 0 the real term becomes
+  the cross-entropy with target 1 - s: -[(1 - s) log D(x) + s log(1 - D(x))]; fake targets stay
+  0 (one-sided label smoothing, Salimans et al. 2016 §3.4: smoothing the fake targets too would
+  pull D towards the generator's samples).
+
+  TF-GAN's `label_smoothing` (through `tf.compat.v1.losses.sigmoid_cross_entropy`) smooths
+  towards 1/2, giving the real target 1 - s'/2, so we pass s' = 2s. Its own default of 0.25 is
+  switched off unless asked for.
   """
   return _per_example(tfgan.losses.wargs.minimax_discriminator_loss(
-      real_logits, fake_logits, label_smoothing=label_smoothing, reduction=_NONE,
+      real_logits, fake_logits, label_smoothing=2.0 * label_smoothing, reduction=_NONE,
       add_summaries=False))
 
 
