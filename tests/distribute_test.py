@@ -54,9 +54,11 @@ def _assert_same_weights(expected, got):
     assert relative <= 1e-5, f"{name}: relative difference {relative:.2e}"
 
 
-@pytest.mark.parametrize("d_steps", [1, 2])
-def test_two_replicas_train_like_one(tmp_path, d_steps):
-  flags = ["--sync_batchnorm", f"--d_steps={d_steps}"]
+@pytest.mark.parametrize("extra", [["--d_steps=1"], ["--d_steps=2"],
+                                   # Its loss is of global-batch feature means (gan.py).
+                                   ["--g_objective=feature_matching"]], ids=" ".join)
+def test_two_replicas_train_like_one(tmp_path, extra):
+  flags = ["--sync_batchnorm", *extra]
   _train(tmp_path / "one", "--strategy=default", *flags)
   _train(tmp_path / "two", "--strategy=mirrored", "--num_cpu_replicas=2", *flags)
   _assert_same_weights(_checkpoint(tmp_path / "one"), _checkpoint(tmp_path / "two"))
@@ -77,6 +79,39 @@ a, b = (x.numpy() for x in per_replica)
 assert not np.allclose(a, b), "replicas drew the same latents"
 whole = gan.replica_latents(3, 7, 0, 8, 8, 5).numpy()
 np.testing.assert_array_equal(np.concatenate([a, b]), whole)
+print("ok")
+"""
+  result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)
+  assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+def test_feature_matching_gradients_summed_over_replicas_equal_one_replicas():
+  # Adam hides a gradient off by a constant factor (its steps are scale-free), so the training
+  # comparison above cannot see one: compare the gradients themselves.
+  script = """
+import numpy as np, tensorflow as tf
+from tfgan_app import distribute, gan, losses
+strategy = distribute.build_strategy("mirrored", num_cpu_replicas=2)
+inputs = np.random.default_rng(0).normal(size=(8, 2)).astype(np.float32)
+real_mean = tf.constant([0.3, -0.2, 1.0])
+with strategy.scope():
+  weights = tf.Variable([[1.0, -2.0, 0.5], [0.2, 0.1, -1.0]])
+
+def gradient(local_inputs):
+  with tf.GradientTape() as tape:
+    fake_mean = gan.global_batch_feature_mean(tf.matmul(local_inputs, weights), 8)
+    loss = losses.feature_matching_loss(real_mean, fake_mean)
+  return tape.gradient(loss, weights), loss
+
+shards = strategy.experimental_distribute_values_from_function(
+    lambda context: inputs[4 * context.replica_id_in_sync_group:][:4])
+grads, loss_values = strategy.run(gradient, args=(shards,))
+summed = strategy.reduce(tf.distribute.ReduceOp.SUM, grads, axis=None).numpy()
+one_grad, one_loss = gradient(tf.constant(inputs))
+np.testing.assert_allclose(summed, one_grad.numpy(), rtol=1e-5)
+for value in strategy.experimental_local_results(loss_values):
+  np.testing.assert_allclose(value.numpy(), one_loss.numpy(), rtol=1e-6)
 print("ok")
 """
   result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,

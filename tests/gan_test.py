@@ -82,3 +82,46 @@ def test_label_smoothing_reaches_the_discriminator_loss(tmp_path):
                      - smoothing * log_sigmoid(-real_logits) - log_sigmoid(-fake_logits))
   logs = model.train_step(real)
   assert float(logs["d_loss"]) == pytest.approx(expected, rel=1e-4)
+
+
+def test_global_batch_feature_mean_value_and_gradient():
+  features = tf.Variable(np.arange(12, dtype=np.float32).reshape(4, 3))
+  with tf.GradientTape() as tape:
+    mean = gan_lib.global_batch_feature_mean(features, 4)
+    total = tf.reduce_sum(mean * tf.constant([1.0, 2.0, 3.0]))
+  np.testing.assert_allclose(mean.numpy(), features.numpy().mean(axis=0))
+  np.testing.assert_allclose(tape.gradient(total, features).numpy(),
+                             np.tile([[0.25, 0.5, 0.75]], (4, 1)))
+
+
+def _feature_gap(model, real, latents):
+  real_mean = np.mean(model.discriminator.features(real, training=True).numpy(), axis=0)
+  fake = model.generator(latents, training=True)
+  fake_mean = np.mean(model.discriminator.features(fake, training=True).numpy(), axis=0)
+  return float(np.sum((real_mean.astype(np.float64) - fake_mean) ** 2))
+
+
+def test_feature_matching_generator_steps_close_the_feature_gap(tmp_path):
+  model = _gan(tmp_path, g_objective="feature_matching", g_lr=1e-3)
+  real = _real(1, batch=32)[0]
+  # _generator_step draws its latents from (seed, step): the step is not advanced here, so
+  # every call below sees the same latents and the same (frozen) discriminator.
+  latents = gan_lib.replica_latents(model.seed, model.step, gan_lib._GENERATOR_STEP, 32, 32,
+                                    model.latent_dim)
+  gaps = [_feature_gap(model, real, latents)]
+  for _ in range(5):
+    logged = float(model._generator_step(real, 32, 32))
+    assert logged == pytest.approx(gaps[-1], rel=1e-4)  # g_loss is the gap G started from.
+    gaps.append(_feature_gap(model, real, latents))
+  assert gaps[-1] < 0.8 * gaps[0], gaps
+  assert int(model.g_optimizer.iterations.numpy()) == 5
+
+
+def test_feature_matching_train_step_logs_the_gap_and_trains_both(tmp_path):
+  model = _gan(tmp_path, g_objective="feature_matching")
+  d_before = _weights(model.discriminator)
+  logs = model.train_step(_real(1))
+  assert float(logs["g_loss"]) > 0.0 and np.isfinite(float(logs["g_loss"]))
+  assert any(not np.array_equal(a, b) for a, b in zip(d_before, _weights(model.discriminator)))
+  with pytest.raises(ValueError, match="accepted: standard, feature_matching"):
+    gan_lib.GAN(model.generator, model.discriminator, 8, g_objective="mean_matching")

@@ -79,3 +79,13 @@ def test_jsd_estimate_at_the_optimum():
   big = tf.fill([10, 1], 40.0)
   assert float(losses.jsd_estimate(losses.value_function(big, -big))) == pytest.approx(
       math.log(2.0), abs=1e-6)
+
+
+def test_feature_matching_loss_is_the_squared_distance_of_the_means():
+  rng = np.random.default_rng(0)
+  real, fake = rng.normal(size=(6, 5)), rng.normal(loc=0.3, size=(6, 5))
+  expected = np.sum((real.mean(axis=0) - fake.mean(axis=0)) ** 2)
+  got = losses.feature_matching_loss(tf.constant(real.mean(axis=0)),
+                                     tf.constant(fake.mean(axis=0)))
+  assert float(got) == pytest.approx(expected, rel=1e-6)
+  assert float(losses.feature_matching_loss(tf.ones([3]), tf.ones([3]))) == 0.0

@@ -11,6 +11,8 @@ import typing
 from typing import Optional
 
 LOSSES = ("non_saturating", "minimax")
+# standard: the --loss generator loss; feature_matching: Salimans et al. 2016 §3.1.
+G_OBJECTIVES = ("standard", "feature_matching")
 
 
 def _parse_value(kind, text: str):
@@ -53,10 +55,14 @@ class TrainConfig:
   kernel_size: int = 4
   g_refine_blocks: int = 0
   sync_batchnorm: bool = False
+  minibatch_discrimination: bool = False
+  minibatch_kernels: int = 100
+  minibatch_kernel_dim: int = 5
   # Objective and optimisation.
   d_steps: int = 1
   label_smoothing: float = 0.0
   loss: str = "non_saturating"
+  g_objective: str = "standard"
   g_lr: float = 2e-4
   d_lr: float = 2e-4
   beta1: float = 0.5

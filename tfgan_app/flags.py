@@ -74,6 +74,16 @@ flags.DEFINE_integer("g_refine_blocks", _DEFAULTS.g_refine_blocks,
                      "base resolution (7x7 for 28x28 images) before it upsamples, >= 0.")
 flags.DEFINE_boolean("sync_batchnorm", _DEFAULTS.sync_batchnorm,
                      "BatchNorm statistics over the global batch instead of each replica's.")
+flags.DEFINE_boolean("minibatch_discrimination", _DEFAULTS.minibatch_discrimination,
+                     "Minibatch discrimination (Salimans et al. 2016 §3.2) before D's last "
+                     "layer: D sees how close each image is to the others of its (per-replica) "
+                     "batch, which penalises mode collapse.")
+flags.DEFINE_integer("minibatch_kernels", _DEFAULTS.minibatch_kernels,
+                     "Minibatch discrimination: number of kernels B, i.e. features appended "
+                     "before D's last layer.")
+flags.DEFINE_integer("minibatch_kernel_dim", _DEFAULTS.minibatch_kernel_dim,
+                     "Minibatch discrimination: dimension C of the space in which each kernel "
+                     "measures L1 distances between images.")
 # Objective and optimisation.
 flags.DEFINE_integer("d_steps", _DEFAULTS.d_steps,
                      "k: discriminator updates per generator update (Goodfellow et al. 2014).")
@@ -82,6 +92,10 @@ flags.DEFINE_float("label_smoothing", _DEFAULTS.label_smoothing,
                    "is 1 - label_smoothing, in [0, 1); fake targets stay 0.")
 flags.DEFINE_enum("loss", _DEFAULTS.loss, config_lib.LOSSES,
                   "Generator loss: non_saturating (-log D(G(z))) or minimax (log(1 - D(G(z)))).")
+flags.DEFINE_enum("g_objective", _DEFAULTS.g_objective, config_lib.G_OBJECTIVES,
+                  "What the generator minimises: standard (the --loss generator loss) or "
+                  "feature_matching (||E f(x) - E f(G(z))||^2 over D's last hidden layer f, "
+                  "Salimans et al. 2016 §3.1; global-batch means). D's loss is unchanged.")
 flags.DEFINE_float("g_lr", _DEFAULTS.g_lr, "Generator Adam learning rate.")
 flags.DEFINE_float("d_lr", _DEFAULTS.d_lr, "Discriminator Adam learning rate.")
 flags.DEFINE_float("beta1", _DEFAULTS.beta1, "Adam beta_1 of both optimizers, in [0, 1).")
@@ -125,7 +139,8 @@ flags.DEFINE_string("export_dir", None,
 _POSITIVE_INTS = ("train_steps", "batch_size", "latent_dim", "g_filters", "d_filters",
                   "d_steps", "log_every", "sample_every", "num_sample_images",
                   "checkpoint_every", "keep_checkpoints", "steps_per_execution", "shuffle_buffer",
-                  "num_cpu_replicas", "kernel_size")
+                  "num_cpu_replicas", "kernel_size", "minibatch_kernels",
+                  "minibatch_kernel_dim")
 _POSITIVE_FLOATS = ("g_lr", "d_lr")
 
 for _name in _POSITIVE_INTS + _POSITIVE_FLOATS:

@@ -15,6 +15,7 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
+from tfgan_app import config as config_lib
 from tfgan_app import losses
 
 # Purposes folded into the latent seed, so that D and G steps never share latents.
@@ -47,18 +48,37 @@ def _global_mean(local_sum, local_count):
   return total[0] / total[1]
 
 
+def global_batch_feature_mean(local_features, global_batch_size) -> tf.Tensor:
+  """The mean [F] over the global batch of features whose rows [b, F] this replica holds.
+
+  The value is the same on every replica (the replicas' sums are all-reduced). Its gradient
+  flows only through this replica's rows; the other replicas' sum enters as a constant. When
+  the optimizer sums the replicas' gradients, as it does under tf.distribute, the result is
+  the gradient of a loss of the global mean, counted once (differentiating through the
+  all-reduce instead would count it once per replica).
+  """
+  local_sum = tf.reduce_sum(tf.cast(local_features, tf.float32), axis=0)  # [F]
+  context = tf.distribute.get_replica_context()
+  total = local_sum
+  if context is not None:
+    total = context.all_reduce(tf.distribute.ReduceOp.SUM, local_sum)
+  others = tf.stop_gradient(total - local_sum)
+  return (local_sum + others) / tf.cast(global_batch_size, tf.float32)
+
+
 class GAN(keras.Model):
   """Generator and discriminator trained together by `fit`.
 
   `fit` feeds tuples of `d_steps` real batches (see `data.make_train_dataset`). Logged values
-  per step: d_loss, g_loss, d_real (mean D(x)), d_fake (mean D(G(z))), jsd (the Jensen-Shannon
-  estimate (V + log 4) / 2 from the last discriminator step's value V).
+  per step: d_loss, g_loss (the generator's objective: the `loss` generator loss, or the
+  feature-matching distance), d_real (mean D(x)), d_fake (mean D(G(z))), jsd (the
+  Jensen-Shannon estimate (V + log 4) / 2 from the last discriminator step's value V).
   """
 
   def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int,
                d_steps: int = 1, loss: str = "non_saturating", seed: int = 0,
                ema_generator: Optional[keras.Model] = None, ema_decay: float = 0.999,
-               label_smoothing: float = 0.0, **kwargs):
+               label_smoothing: float = 0.0, g_objective: str = "standard", **kwargs):
     """Assembles the GAN.
 
     Args:
@@ -71,6 +91,10 @@ class GAN(keras.Model):
         exponential moving average of its weights; it is what gets sampled and exported.
       ema_decay: decay of that average per generator update.
       label_smoothing: one-sided smoothing of D's real targets (Salimans et al. 2016).
+      g_objective: "standard" (G minimises the `loss` generator loss) or "feature_matching"
+        (G minimises ||E f(x) - E f(G(z))||^2 over `discriminator.features`, Salimans et al.
+        2016 §3.1, with x the last discriminator step's real batch and both means over the
+        global batch).
     """
     super().__init__(**kwargs)
     self.generator = generator
@@ -82,6 +106,10 @@ class GAN(keras.Model):
     self.d_steps = int(d_steps)
     self.loss_kind = loss
     self._generator_loss = losses.generator_loss_per_example(loss)
+    if g_objective not in config_lib.G_OBJECTIVES:
+      raise ValueError(f"unknown g_objective {g_objective!r}; accepted: "
+                       f"{', '.join(config_lib.G_OBJECTIVES)}")
+    self.g_objective = g_objective
     # Training state beyond the weights, checkpointed with them: the generator updates done
     # so far (resume position) and the seed of the run (the random state: latents are a pure
     # function of (seed, step)).
@@ -155,17 +183,27 @@ class GAN(keras.Model):
     self.d_optimizer.apply(grads, self.discriminator.trainable_variables)
     return per_example, real_logits, fake_logits
 
-  def _generator_step(self, global_batch, local_batch):
+  def _generator_step(self, real_images, global_batch, local_batch):
+    """One generator update; returns the global value of its objective (for the logs)."""
     latents = replica_latents(self.seed, self.step, _GENERATOR_STEP, global_batch, local_batch,
                               self.latent_dim)
     with tf.GradientTape() as tape:
       fake_images = self.generator(latents, training=True)
-      fake_logits = self.discriminator(fake_images, training=True)
-      per_example = self._generator_loss(fake_logits)
-      loss = losses.global_batch_mean(per_example, global_batch)
+      if self.g_objective == "feature_matching":
+        real_mean = global_batch_feature_mean(
+            self.discriminator.features(real_images, training=True), global_batch)
+        fake_mean = global_batch_feature_mean(
+            self.discriminator.features(fake_images, training=True), global_batch)
+        # Already a global value: summing the replicas' gradients is right (see
+        # global_batch_feature_mean), and so is logging it as it is.
+        loss = logged = losses.feature_matching_loss(real_mean, fake_mean)
+      else:
+        per_example = self._generator_loss(self.discriminator(fake_images, training=True))
+        loss = losses.global_batch_mean(per_example, global_batch)
+        logged = _global_mean(tf.reduce_sum(per_example), tf.size(per_example))
     grads = tape.gradient(loss, self.generator.trainable_variables)
     self.g_optimizer.apply(grads, self.generator.trainable_variables)
-    return per_example
+    return logged
 
   def train_step(self, data):
     real_batches = data if isinstance(data, (tuple, list)) else (data,)
@@ -179,7 +217,7 @@ class GAN(keras.Model):
     for index, real_images in enumerate(real_batches):
       d_per_example, real_logits, fake_logits = self._discriminator_step(
           real_images, index, global_batch)
-    g_per_example = self._generator_step(global_batch, local_batch)
+    g_loss = self._generator_step(real_batches[-1], global_batch, local_batch)
     if self.ema_generator is not None:
       self._update_ema()
     self.step.assign_add(1)
@@ -194,7 +232,7 @@ class GAN(keras.Model):
                          + tf.reduce_sum(tf.math.log_sigmoid(-fake_logits)), count)
     return {
         "d_loss": as_log(_global_mean(tf.reduce_sum(d_per_example), count)),
-        "g_loss": as_log(_global_mean(tf.reduce_sum(g_per_example), tf.size(g_per_example))),
+        "g_loss": as_log(g_loss),
         "d_real": as_log(_global_mean(tf.reduce_sum(tf.sigmoid(real_logits)), count)),
         "d_fake": as_log(_global_mean(tf.reduce_sum(tf.sigmoid(fake_logits)), count)),
         "jsd": as_log(losses.jsd_estimate(value)),

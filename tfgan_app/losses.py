@@ -57,6 +57,24 @@ def minimax_generator_loss_per_example(fake_logits) -> tf.Tensor:
   return _per_example(tfgan_value) + tf.math.softplus(-1.0)
 
 
+def feature_matching_loss(real_feature_mean, fake_feature_mean) -> tf.Tensor:
+  """||E_x f(x) - E_z f(G(z))||_2^2: feature matching (Salimans et al. 2016 §3.1).
+
+  The generator matches the mean of an intermediate discriminator layer f on real data instead
+  of maximising D's output, which keeps it from over-training on the current discriminator.
+
+  Args:
+    real_feature_mean: [F], the mean of f over a batch of real images.
+    fake_feature_mean: [F], the mean of f over a batch of generated images.
+
+  Returns:
+    A scalar: the squared Euclidean distance of the two means. Not a per-example loss: both
+    means must already be global-batch means (`gan.global_batch_feature_mean`).
+  """
+  difference = tf.cast(real_feature_mean, tf.float32) - tf.cast(fake_feature_mean, tf.float32)
+  return tf.reduce_sum(tf.square(difference))
+
+
 GENERATOR_LOSSES = {
     "non_saturating": non_saturating_generator_loss_per_example,
     "minimax": minimax_generator_loss_per_example,

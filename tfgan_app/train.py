@@ -55,13 +55,28 @@ class TrainResult:
   interrupted: bool = False  # Stopped early by SIGTERM/SIGINT, after a checkpoint.
 
 
+# Values of run_spec.json keys that runs written before the key existed hold implicitly.
+_SPEC_DEFAULTS = {"minibatch_discrimination": False, "g_refine_blocks": 0}
+
+
 def _run_spec(config: config_lib.TrainConfig, image_shape) -> dict:
   """The fields that decide the checkpoint's structure; resuming with others cannot work."""
-  return {"architecture": config.architecture, "dataset": config.dataset,
+  spec = {"architecture": config.architecture, "dataset": config.dataset,
           "image_shape": list(image_shape), "latent_dim": config.latent_dim,
           "g_filters": config.g_filters, "d_filters": config.d_filters,
           "kernel_size": config.kernel_size, "g_refine_blocks": config.g_refine_blocks,
-          "ema": config.ema_decay > 0}
+          "ema": config.ema_decay > 0,
+          "minibatch_discrimination": config.minibatch_discrimination}
+  if config.minibatch_discrimination:
+    # Only then: the sizes of a layer that is not there do not decide anything.
+    spec.update(minibatch_kernels=config.minibatch_kernels,
+                minibatch_kernel_dim=config.minibatch_kernel_dim)
+  return spec
+
+
+def _read_run_spec(path: str) -> dict:
+  with open(path) as f:
+    return {**_SPEC_DEFAULTS, **json.load(f)}
 
 
 def _check_workdir(config, spec) -> None:
@@ -72,8 +87,7 @@ def _check_workdir(config, spec) -> None:
       raise ConfigError(f"workdir {config.workdir} holds checkpoints but no {RUN_SPEC}; "
                         "use a new --workdir")
     return
-  with open(path) as f:
-    existing = json.load(f)
+  existing = _read_run_spec(path)
   differences = [f"{key}: checkpoint {existing.get(key)!r}, flags {value!r}"
                  for key, value in spec.items() if existing.get(key) != value]
   if differences:
@@ -102,7 +116,9 @@ def build_gan(config, image_shape) -> gan_lib.GAN:
   generator, discriminator = models.build_models(
       config.architecture, config.latent_dim, image_shape, config.g_filters, config.d_filters,
       sync_batchnorm=config.sync_batchnorm, kernel_size=config.kernel_size,
-      g_refine_blocks=config.g_refine_blocks)
+      g_refine_blocks=config.g_refine_blocks,
+      minibatch_kernels=config.minibatch_kernels if config.minibatch_discrimination else 0,
+      minibatch_kernel_dim=config.minibatch_kernel_dim)
   ema_generator = None
   if config.ema_decay > 0:
     ema_generator = models.build_generator(
@@ -111,7 +127,7 @@ def build_gan(config, image_shape) -> gan_lib.GAN:
         refine_blocks=config.g_refine_blocks)
   model = gan_lib.GAN(generator, discriminator, latent_dim=config.latent_dim,
                       d_steps=config.d_steps, loss=config.loss, seed=config.seed,
-                      label_smoothing=config.label_smoothing,
+                      label_smoothing=config.label_smoothing, g_objective=config.g_objective,
                       ema_generator=ema_generator, ema_decay=config.ema_decay)
   if ema_generator is not None:
     model.reset_ema()
@@ -172,8 +188,7 @@ def restore_run(workdir: str):
     raise ConfigError(f"{workdir} is not a training workdir (no {FLAGFILE} and {RUN_SPEC}); "
                       "pass the --workdir of a tfgan_app.train run")
   try:
-    with open(spec_path) as f:
-      spec = json.load(f)
+    spec = _read_run_spec(spec_path)
     image_shape = tuple(spec["image_shape"])
     # run_spec.json says what the checkpoints hold, so its fields win over flags.cfg.
     config = config_lib.TrainConfig.from_flagfile(flagfile)

@@ -5,6 +5,7 @@ from typing import Sequence, Tuple
 import keras
 
 from tfgan_app.models import dcgan
+from tfgan_app.models import minibatch_discrimination
 
 ARCHITECTURES = ("dcgan",)
 
@@ -34,11 +35,20 @@ def build_generator(architecture: str, latent_dim: int, image_shape: Sequence[in
 
 
 def build_discriminator(architecture: str, image_shape: Sequence[int], filters: int,
-                        sync_batchnorm: bool = False, kernel_size: int = 4) -> keras.Model:
-  """A built discriminator mapping [B, *image_shape] to logits [B, 1]."""
+                        sync_batchnorm: bool = False, kernel_size: int = 4,
+                        minibatch_kernels: int = 0,
+                        minibatch_kernel_dim: int = minibatch_discrimination.DEFAULT_KERNEL_DIM
+                        ) -> keras.Model:
+  """A built discriminator mapping [B, *image_shape] to logits [B, 1].
+
+  It also has `features(images, training)` -> [B, F], its last hidden layer (feature
+  matching). `minibatch_kernels` > 0 adds minibatch discrimination before the logit layer.
+  """
   _check(architecture)
   discriminator = dcgan.Discriminator(image_shape, filters=filters,
                                       sync_batchnorm=sync_batchnorm, kernel_size=kernel_size,
+                                      minibatch_kernels=minibatch_kernels,
+                                      minibatch_kernel_dim=minibatch_kernel_dim,
                                       name="discriminator")
   discriminator(keras.ops.zeros((1, *image_shape)))
   return discriminator
@@ -46,10 +56,12 @@ def build_discriminator(architecture: str, image_shape: Sequence[int], filters: 
 
 def build_models(architecture: str, latent_dim: int, image_shape: Sequence[int],
                  g_filters: int, d_filters: int, sync_batchnorm: bool = False,
-                 kernel_size: int = 4, g_refine_blocks: int = 0
+                 kernel_size: int = 4, g_refine_blocks: int = 0, minibatch_kernels: int = 0,
+                 minibatch_kernel_dim: int = minibatch_discrimination.DEFAULT_KERNEL_DIM
                  ) -> Tuple[keras.Model, keras.Model]:
   """Returns (generator, discriminator), built for `image_shape`."""
   return (build_generator(architecture, latent_dim, image_shape, g_filters, sync_batchnorm,
                           kernel_size=kernel_size, refine_blocks=g_refine_blocks),
           build_discriminator(architecture, image_shape, d_filters, sync_batchnorm,
-                              kernel_size=kernel_size))
+                              kernel_size=kernel_size, minibatch_kernels=minibatch_kernels,
+                              minibatch_kernel_dim=minibatch_kernel_dim))

@@ -11,6 +11,8 @@ from typing import Sequence, Tuple
 import keras
 from keras import layers
 
+from tfgan_app.models import minibatch_discrimination
+
 
 def upsampling_plan(image_size: int) -> Tuple[int, int]:
   """Splits `image_size` into (base, doublings) with image_size = base * 2**doublings.
@@ -122,7 +124,9 @@ class Discriminator(keras.Model):
   """Maps images [B, H, W, C] in [-1, 1] to logits [B, 1] of P(real)."""
 
   def __init__(self, image_shape: Sequence[int], filters: int = 64,
-               sync_batchnorm: bool = False, kernel_size: int = 4, **kwargs):
+               sync_batchnorm: bool = False, kernel_size: int = 4, minibatch_kernels: int = 0,
+               minibatch_kernel_dim: int = minibatch_discrimination.DEFAULT_KERNEL_DIM,
+               **kwargs):
     """Builds the layers.
 
     Args:
@@ -130,9 +134,14 @@ class Discriminator(keras.Model):
       filters: channels of the first convolution; each following one doubles them.
       sync_batchnorm: BatchNorm statistics over the global batch under tf.distribute.
       kernel_size: side of the convolution kernels.
+      minibatch_kernels: kernels of a minibatch discrimination layer before the logit layer
+        (Salimans et al. 2016); 0: no such layer.
+      minibatch_kernel_dim: dimension of each of those kernels.
       **kwargs: keras.Model arguments (name, ...).
     """
     super().__init__(**kwargs)
+    self.minibatch_kernels = int(minibatch_kernels)
+    self.minibatch_kernel_dim = int(minibatch_kernel_dim)
     self.kernel_size = int(kernel_size)
     self.image_shape = tuple(int(d) for d in image_shape)
     self.filters = int(filters)
@@ -148,19 +157,27 @@ class Discriminator(keras.Model):
         # statistics.
         setattr(self, f"down{index}_bn", _batch_norm(self.sync_batchnorm, f"down{index}_bn"))
     self.flatten = layers.Flatten()
+    self.minibatch = minibatch_discrimination.layer_or_identity(self.minibatch_kernels,
+                                                                self.minibatch_kernel_dim)
     self.to_logit = layers.Dense(1, name="to_logit")
 
-  def call(self, images, training=False):
+  def features(self, images, training=False):
+    """The last hidden layer [B, F]: the flattened last convolution block, as feature matching
+    (Salimans et al. 2016 §3.1) uses it; before minibatch discrimination and the logit."""
     x = images  # [B, H, W, C]
     for index in range(self.num_down_blocks):
       x = getattr(self, f"down{index}")(x)  # [B, h/2, w/2, c*2]
       if index > 0:
         x = getattr(self, f"down{index}_bn")(x, training=training)
       x = keras.activations.leaky_relu(x, negative_slope=0.2)
-    x = self.flatten(x)  # [B, base*base*c]
+    return self.flatten(x)  # [B, base*base*c]
+
+  def call(self, images, training=False):
+    x = self.minibatch(self.features(images, training=training))  # [B, F (+ kernels)]
     return keras.ops.cast(self.to_logit(x), "float32")  # [B, 1]
 
   def get_config(self):
     return {"image_shape": list(self.image_shape), "filters": self.filters,
             "sync_batchnorm": self.sync_batchnorm, "kernel_size": self.kernel_size,
-            "name": self.name}
+            "minibatch_kernels": self.minibatch_kernels,
+            "minibatch_kernel_dim": self.minibatch_kernel_dim, "name": self.name}
