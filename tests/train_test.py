@@ -115,6 +115,15 @@ def finished_run(tmp_path_factory):
     (["--image_size=30"], "image_size 30 is not base * 2**n"),
     (["--latent_dim=16"], "holds a checkpoint of a different model (latent_dim: checkpoint 8"),
     (["--g_filters=16"], "holds a checkpoint of a different model (g_filters: checkpoint 8"),
+    (["--minibatch_discrimination"], "holds a checkpoint of a different model "
+     "(minibatch_discrimination: checkpoint False, flags True)"),
+    (["--minibatch_kernels=0"], "--minibatch_kernels=0: must be a positive number"),
+    (["--g_objective=mean"], "--g_objective=mean: value should be one of "
+     "<standard|feature_matching>"),
+    (["--architecture=gmm"], "holds a checkpoint of a different model (architecture: "
+     "checkpoint 'dcgan', flags 'gmm'"),
+    (["--architecture=gmm", "--strategy=mirrored"], "--architecture=gmm fits on one device"),
+    (["--gmm_components=0"], "--gmm_components=0: must be a positive number"),
 ])
 def test_bad_input_fails_in_one_line_and_changes_nothing(finished_run, data_dir, extra, message):
   workdir = finished_run
@@ -138,3 +147,87 @@ def test_export_is_written_and_metadata_describes_it(tmp_path, data_dir):
   assert metadata["latent_dim"] == 8 and metadata["image_shape"] == [28, 28, 1]
   assert metadata["step"] == 2 and metadata["flags"]["seed"] == 3
   assert json.loads(json.dumps(metadata)) == metadata
+
+
+def test_minibatch_discrimination_run_records_its_sizes_and_restores(tmp_path, data_dir):
+  config = tiny_config(tmp_path / "run", data_dir, train_steps=2, checkpoint_every=2,
+                       minibatch_discrimination=True, minibatch_kernels=4,
+                       minibatch_kernel_dim=3, g_objective="feature_matching")
+  assert train.train_and_export(config).step == 2
+  spec = json.loads((tmp_path / "run" / "run_spec.json").read_text())
+  assert (spec["minibatch_discrimination"], spec["minibatch_kernels"],
+          spec["minibatch_kernel_dim"]) == (True, 4, 3)
+  with pytest.raises(train.ConfigError, match="minibatch_kernels: checkpoint 4, flags 8"):
+    train.train_and_export(config.with_updates(minibatch_kernels=8, train_steps=3))
+  # Export and evaluation rebuild the run from its workdir alone, layer included.
+  model, restored, _, _ = train.restore_run(str(tmp_path / "run"))
+  assert restored.minibatch_kernels == 4 and model.discriminator.minibatch.num_kernels == 4
+  assert any("minibatch" in v.path for v in model.discriminator.variables)
+
+
+def test_runs_from_before_minibatch_discrimination_still_resume(tmp_path, data_dir):
+  config = tiny_config(tmp_path / "run", data_dir, train_steps=2, checkpoint_every=2,
+                       export=False)
+  train.train_and_export(config)
+  spec_path = tmp_path / "run" / "run_spec.json"
+  spec = json.loads(spec_path.read_text())
+  del spec["minibatch_discrimination"]  # What runs of earlier versions wrote.
+  spec_path.write_text(json.dumps(spec))
+  assert train.train_and_export(config.with_updates(train_steps=3)).step == 3
+
+
+def _gmm_config(workdir, data_dir, **overrides):
+  return tiny_config(workdir, data_dir, architecture="gmm", gmm_components=3,
+                     model_name="gmm", **overrides)
+
+
+def test_gmm_entry_point_writes_the_workdir_and_a_servable_export(tmp_path, data_dir):
+  workdir = tmp_path / "gmm"
+  config = _gmm_config(workdir, data_dir)
+  flagfile = tmp_path / "gmm.cfg"
+  flagfile.write_text(config.to_flagfile())
+  result = _run_cli(f"--flagfile={flagfile}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "step 4/4 nll=" in result.stdout and "test_bits_per_dim=" in result.stdout
+  files = {os.path.relpath(os.path.join(root, name), workdir)
+           for root, _, names in os.walk(workdir) for name in names}
+  assert {"flags.cfg", "run_spec.json", "samples/step_0000002.png", "samples/step_0000004.png",
+          "checkpoints/ckpt-4.index", "export/gmm/4/saved_model.pb"} <= files
+  assert json.loads((workdir / "run_spec.json").read_text()) == {
+      "architecture": "gmm", "dataset": "mnist", "image_shape": [28, 28, 1],
+      "latent_dim": 785, "gmm_components": 3}
+  assert "--latent_dim=785" in (workdir / "flags.cfg").read_text()
+  tags = set()
+  for event_file in (workdir / "train").iterdir():
+    for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+      tags.update(value.tag for value in event.summary.value)
+  assert {"nll", "bits_per_dim", "test_nll", "test_bits_per_dim", "samples"} <= tags
+  # The export answers the generator signatures: latents [N, 785] -> uint8 images.
+  path = str(workdir / "export" / "gmm" / "4")
+  assert export.read_metadata(path)["latent_dim"] == 785
+  loaded = tf.saved_model.load(path)
+  latents = tf.random.stateless_normal([3, 785], seed=[1, 2])
+  images = loaded.signatures[export.SERVING_SIGNATURE](**{export.LATENTS: latents})
+  assert images[export.IMAGES].dtype == tf.uint8
+  assert images[export.IMAGES].shape == (3, 28, 28, 1)
+  sampled = loaded.signatures[export.SAMPLE_SIGNATURE](
+      **{export.NUM_SAMPLES: tf.constant(2), export.SEED: tf.constant(5, tf.int64)})
+  assert sampled[export.PNG_BYTES].shape == (2,)
+  # The workdir's checkpoint gives the same images as the export (restore_run rebuilds it).
+  model, restored_config, _, _ = train.restore_run(str(workdir))
+  assert restored_config.gmm_components == 3 and int(model.step.numpy()) == 4
+  np.testing.assert_array_equal(
+      export.to_uint8(model.sampling_generator(latents)).numpy(),
+      images[export.IMAGES].numpy())
+
+
+def test_gmm_resume_reaches_the_parameters_of_an_uninterrupted_run(tmp_path, data_dir):
+  straight = _gmm_config(tmp_path / "straight", data_dir, train_steps=4, export=False)
+  train.train_and_export(straight)
+  interrupted = straight.with_updates(workdir=str(tmp_path / "resumed"), train_steps=2)
+  train.train_and_export(interrupted)
+  assert train.train_and_export(interrupted.with_updates(train_steps=4)).step == 4
+  expected, got = _checkpoint_values(straight.workdir), _checkpoint_values(interrupted.workdir)
+  assert set(expected) == set(got) and any("gmm" in name for name in got)
+  for name in expected:
+    np.testing.assert_array_equal(got[name], expected[name], err_msg=name)

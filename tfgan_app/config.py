@@ -58,6 +58,7 @@ class TrainConfig:
   minibatch_discrimination: bool = False
   minibatch_kernels: int = 100
   minibatch_kernel_dim: int = 5
+  gmm_components: int = 50
   # Objective and optimisation.
   d_steps: int = 1
   label_smoothing: float = 0.0

@@ -61,8 +61,12 @@ flags.DEFINE_integer("num_cpu_replicas", _DEFAULTS.num_cpu_replicas,
 flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --strategy=tpu.")
 # Model.
 flags.DEFINE_enum("architecture", _DEFAULTS.architecture, models.ARCHITECTURES,
-                  "Generator/discriminator family.")
-flags.DEFINE_integer("latent_dim", _DEFAULTS.latent_dim, "Dimension of the latent vector z.")
+                  "Generator/discriminator family, or gmm: the maximum-likelihood baseline, a "
+                  "Gaussian mixture fitted by EM (--train_steps EM steps over the whole split; "
+                  "see tfgan_app/maximum_likelihood.py).")
+flags.DEFINE_integer("latent_dim", _DEFAULTS.latent_dim,
+                     "Dimension of the latent vector z. gmm: not used; its latent has H*W*C + 1 "
+                     "coordinates (one picks the component, the others its Gaussian noise).")
 flags.DEFINE_integer("g_filters", _DEFAULTS.g_filters,
                      "Channels of the generator's last hidden layer; doubles per layer inward.")
 flags.DEFINE_integer("d_filters", _DEFAULTS.d_filters,
@@ -74,6 +78,8 @@ flags.DEFINE_integer("g_refine_blocks", _DEFAULTS.g_refine_blocks,
                      "base resolution (7x7 for 28x28 images) before it upsamples, >= 0.")
 flags.DEFINE_boolean("sync_batchnorm", _DEFAULTS.sync_batchnorm,
                      "BatchNorm statistics over the global batch instead of each replica's.")
+flags.DEFINE_integer("gmm_components", _DEFAULTS.gmm_components,
+                     "gmm: number of mixture components (diagonal Gaussians).")
 flags.DEFINE_boolean("minibatch_discrimination", _DEFAULTS.minibatch_discrimination,
                      "Minibatch discrimination (Salimans et al. 2016 §3.2) before D's last "
                      "layer: D sees how close each image is to the others of its (per-replica) "
@@ -140,7 +146,7 @@ _POSITIVE_INTS = ("train_steps", "batch_size", "latent_dim", "g_filters", "d_fil
                   "d_steps", "log_every", "sample_every", "num_sample_images",
                   "checkpoint_every", "keep_checkpoints", "steps_per_execution", "shuffle_buffer",
                   "num_cpu_replicas", "kernel_size", "minibatch_kernels",
-                  "minibatch_kernel_dim")
+                  "minibatch_kernel_dim", "gmm_components")
 _POSITIVE_FLOATS = ("g_lr", "d_lr")
 
 for _name in _POSITIVE_INTS + _POSITIVE_FLOATS:

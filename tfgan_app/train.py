@@ -27,8 +27,10 @@ from tfgan_app import evaluate
 from tfgan_app import export
 from tfgan_app import flags as app_flags
 from tfgan_app import gan as gan_lib
+from tfgan_app import maximum_likelihood
 from tfgan_app import metrics
 from tfgan_app import models
+from tfgan_app.models import gmm as gmm_lib
 from tfgan_app import preemption
 from tfgan_app import schedules
 from tfgan_app import workdir_lock
@@ -61,6 +63,10 @@ _SPEC_DEFAULTS = {"minibatch_discrimination": False, "g_refine_blocks": 0}
 
 def _run_spec(config: config_lib.TrainConfig, image_shape) -> dict:
   """The fields that decide the checkpoint's structure; resuming with others cannot work."""
+  if config.architecture == models.GMM:
+    return {"architecture": config.architecture, "dataset": config.dataset,
+            "image_shape": list(image_shape), "latent_dim": config.latent_dim,
+            "gmm_components": config.gmm_components}
   spec = {"architecture": config.architecture, "dataset": config.dataset,
           "image_shape": list(image_shape), "latent_dim": config.latent_dim,
           "g_filters": config.g_filters, "d_filters": config.d_filters,
@@ -146,8 +152,17 @@ def build_gan(config, image_shape) -> gan_lib.GAN:
   return model
 
 
-def make_checkpoint(model: gan_lib.GAN) -> tf.train.Checkpoint:
+def build_model(config, image_shape):
+  """The `gan.GAN` of `config`, or for --architecture=gmm a `maximum_likelihood.MixtureRun`."""
+  if config.architecture == models.GMM:
+    return maximum_likelihood.build_run(config.gmm_components, image_shape, config.seed)
+  return build_gan(config, image_shape)
+
+
+def make_checkpoint(model) -> tf.train.Checkpoint:
   """Everything that decides the rest of a run: weights, optimizer slots, step, seed."""
+  if isinstance(model, maximum_likelihood.MixtureRun):
+    return model.checkpoint()
   objects = dict(generator=model.generator, discriminator=model.discriminator,
                  g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
                  step=model.step, seed=model.seed)
@@ -202,7 +217,7 @@ def restore_run(workdir: str):
   checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
   if tf.train.latest_checkpoint(checkpoint_dir) is None:
     raise ConfigError(f"no checkpoint in {checkpoint_dir}; train first")
-  model = build_gan(config, image_shape)
+  model = build_model(config, image_shape)
   restored = restore_latest(make_checkpoint(model), checkpoint_dir, workdir)
   return model, config, image_shape, restored
 
@@ -224,7 +239,11 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
     callbacks_lib.TrainingDivergedError: a loss became NaN/Inf (no checkpoint written for it).
     export.ExportError: the generator could not be exported.
   """
+  gmm = config.architecture == models.GMM
   try:
+    if gmm and config.strategy not in ("auto", "default"):
+      raise ConfigError(f"--architecture=gmm fits on one device (EM over the whole split); "
+                        f"--strategy={config.strategy} is not supported, use auto or default")
     strategy = distribute.build_strategy(config.strategy, config.num_cpu_replicas, config.tpu)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
@@ -233,7 +252,15 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
           f"--strategy={config.strategy}; use a multiple of {replicas}")
     info = data.prepare(config.dataset, config.split, config.data_dir, config.image_size,
                         download=config.download)
-    models.dcgan.upsampling_plan(info.image_shape[0])
+    if gmm:
+      if config.gmm_components > info.num_examples:
+        raise ConfigError(f"--gmm_components={config.gmm_components} exceeds the "
+                          f"{info.num_examples} images of --split={config.split}")
+      # The mixture's latent is fixed by the image size (models/gmm.py); recording it in the
+      # config puts it in flags.cfg, run_spec.json, the sample latents and the export.
+      config = config.with_updates(latent_dim=gmm_lib.latent_dim_for(info.image_shape))
+    else:
+      models.dcgan.upsampling_plan(info.image_shape[0])
   except ValueError as error:
     raise ConfigError(str(error)) from error
   spec = _run_spec(config, info.image_shape)
@@ -242,7 +269,7 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
   _configure_determinism(config)
   keras.mixed_precision.set_global_policy(config.mixed_precision)
   with strategy.scope():
-    model = build_gan(config, info.image_shape)
+    model = build_model(config, info.image_shape)
   chief = distribute.is_chief(strategy)
   # Only the chief owns the workdir; other workers write to temporary directories.
   lock = workdir_lock.WorkdirLock(config.workdir) if chief else contextlib.nullcontext()
@@ -297,15 +324,12 @@ def _train_locked(config, strategy, model, info, spec, chief) -> TrainResult:
                      last_logs=last_logs)
 
 
-def _fit(model, manager, config, info, start_step, output_dir, stopper) -> dict:
-  images = data.load_uint8_images(info, config.data_dir, cache=config.cache)
-  dataset = data.make_train_dataset(
-      images, info.num_examples, config.batch_size, d_steps=config.d_steps, seed=config.seed,
-      start_step=start_step, shuffle_buffer=config.shuffle_buffer)
-  writer = tf.summary.create_file_writer(os.path.join(output_dir, SUMMARY_DIR))
+def _callbacks(manager, config, info, output_dir, stopper, writer, images_per_step,
+               print_lines) -> list:
+  """The run's callbacks, in order: the guard stops a diverged run before the saver can
+  checkpoint it."""
   sample_latents = tf.random.stateless_normal(
       [config.num_sample_images, config.latent_dim], seed=[config.seed, _SAMPLE_LATENTS])
-  show_bar = callbacks_lib.progress_bar_visible()
   extra_callbacks = []
   if config.eval_every:
     extra_callbacks.append(evaluate.EvalCallback(
@@ -313,25 +337,57 @@ def _fit(model, manager, config, info, start_step, output_dir, stopper) -> dict:
         metrics=metrics.parse_metric_names(config.eval_metrics),
         num_samples=config.eval_num_samples, seed=config.seed, writer=writer,
         metrics_file=os.path.join(output_dir, "metrics.jsonl"), data_dir=config.data_dir))
+  return [
+      callbacks_lib.DivergenceGuard(manager),
+      stopper,
+      callbacks_lib.MetricsLogger(writer, config.log_every, images_per_step, config.train_steps,
+                                  print_lines=print_lines),
+      callbacks_lib.SampleGrid(writer, os.path.join(output_dir, SAMPLE_DIR), sample_latents,
+                               config.sample_every),
+      callbacks_lib.CheckpointSaver(manager, config.checkpoint_every),
+      *extra_callbacks,
+  ]
+
+
+def _fit(model, manager, config, info, start_step, output_dir, stopper) -> dict:
+  writer = tf.summary.create_file_writer(os.path.join(output_dir, SUMMARY_DIR))
+  show_bar = callbacks_lib.progress_bar_visible()
+  if isinstance(model, maximum_likelihood.MixtureRun):
+    return _fit_mixture(model, manager, config, info, output_dir, stopper, writer)
+  images = data.load_uint8_images(info, config.data_dir, cache=config.cache)
+  dataset = data.make_train_dataset(
+      images, info.num_examples, config.batch_size, d_steps=config.d_steps, seed=config.seed,
+      start_step=start_step, shuffle_buffer=config.shuffle_buffer)
   history = model.fit(
       dataset,
       epochs=1,
       steps_per_epoch=config.train_steps - start_step,
       verbose=1 if show_bar else 0,
       shuffle=False,  # The stream is already shuffled, reproducibly (data.py).
-      callbacks=[
-          # Order matters: the guard stops a diverged run before the saver can checkpoint it.
-          callbacks_lib.DivergenceGuard(manager),
-          stopper,
-          callbacks_lib.MetricsLogger(writer, config.log_every,
-                                      config.batch_size * config.d_steps, config.train_steps,
-                                      print_lines=not show_bar),
-          callbacks_lib.SampleGrid(writer, os.path.join(output_dir, SAMPLE_DIR),
-                                   sample_latents, config.sample_every),
-          callbacks_lib.CheckpointSaver(manager, config.checkpoint_every),
-          *extra_callbacks,
-      ])
+      callbacks=_callbacks(manager, config, info, output_dir, stopper, writer,
+                           config.batch_size * config.d_steps, print_lines=not show_bar))
   return {name: float(np.mean(values[-1])) for name, values in history.history.items()}
+
+
+def _fit_mixture(run, manager, config, info, output_dir, stopper, writer) -> dict:
+  """EM for --architecture=gmm, with the GAN's callbacks (one EM step = one training step)."""
+  train_pixels = maximum_likelihood.load_pixels(info, config.data_dir, config.seed,
+                                                maximum_likelihood.TRAIN_NOISE)
+  test_pixels = None
+  if config.split != maximum_likelihood.TEST_SPLIT:
+    try:
+      test_info = data.describe(config.dataset, maximum_likelihood.TEST_SPLIT, config.data_dir,
+                                info.image_shape[0])
+      test_pixels = maximum_likelihood.load_pixels(
+          test_info, config.data_dir, config.seed, maximum_likelihood.TEST_NOISE,
+          limit=maximum_likelihood.MAX_TEST_IMAGES)
+    except data.DatasetError:
+      print(f"{config.dataset} has no {maximum_likelihood.TEST_SPLIT!r} split: no held-out "
+            "NLL", flush=True)
+  callbacks = _callbacks(manager, config, info, output_dir, stopper, writer,
+                         int(train_pixels.shape[0]), print_lines=True)
+  return maximum_likelihood.fit(run, train_pixels, config.train_steps, config.log_every,
+                                callbacks, test_pixels)
 
 
 def main(argv):

@@ -7,13 +7,20 @@ import keras
 from tfgan_app.models import dcgan
 from tfgan_app.models import minibatch_discrimination
 
-ARCHITECTURES = ("dcgan",)
+GAN_ARCHITECTURES = ("dcgan",)
+# Not a GAN: the maximum-likelihood baseline, a Gaussian mixture (models/gmm.py) fitted by
+# tfgan_app/maximum_likelihood.py.
+GMM = "gmm"
+ARCHITECTURES = GAN_ARCHITECTURES + (GMM,)
 
 
 def _check(architecture):
-  if architecture not in ARCHITECTURES:
+  if architecture == GMM:
+    raise ValueError("gmm is a Gaussian mixture, not a generator/discriminator pair; build it "
+                     "with models.gmm.build_gaussian_mixture")
+  if architecture not in GAN_ARCHITECTURES:
     raise ValueError(f"unknown architecture {architecture!r}; accepted: "
-                     f"{', '.join(ARCHITECTURES)}")
+                     f"{', '.join(GAN_ARCHITECTURES)}")
 
 
 # Both builders create the weights now, inside whatever strategy scope the caller holds: a Keras 3
