@@ -94,8 +94,13 @@ def _check_workdir(config, spec) -> None:
                         "use a new --workdir")
     return
   existing = _read_run_spec(path)
-  differences = [f"{key}: checkpoint {existing.get(key)!r}, flags {value!r}"
-                 for key, value in spec.items() if existing.get(key) != value]
+  differences = [f"{key}: checkpoint {existing[key]!r}, flags {value!r}"
+                 for key, value in spec.items() if key in existing and existing[key] != value]
+  if not differences:
+    # Keys that only one side has (sizes of a layer only one model has, another architecture's
+    # fields) are named only when nothing that both have differs.
+    differences = [f"{key}: checkpoint {existing.get(key)!r}, flags {spec.get(key)!r}"
+                   for key in sorted(set(spec) ^ set(existing))]
   if differences:
     raise ConfigError(
         f"workdir {config.workdir} holds a checkpoint of a different model "
