@@ -82,7 +82,10 @@ def _run_spec(config: config_lib.TrainConfig, image_shape) -> dict:
 
 def _read_run_spec(path: str) -> dict:
   with open(path) as f:
-    return {**_SPEC_DEFAULTS, **json.load(f)}
+    spec = json.load(f)
+  if spec.get("architecture") == models.GMM:
+    return spec  # Its spec has none of the GAN's fields.
+  return {**_SPEC_DEFAULTS, **spec}
 
 
 def _check_workdir(config, spec) -> None:
