@@ -71,7 +71,7 @@ def test_epochs_are_permutations_of_the_split(data_dir):
 
 
 @pytest.mark.parametrize("name,message", [
-    ("no_such_dataset", "unknown dataset 'no_such_dataset'"),
+    ("no_such_dataset", "unknown dataset 'no_such_dataset'.*toy distribution: ring8, grid25"),
     ("imdb_reviews", "has no 'image' feature"),
 ])
 def test_bad_datasets_are_refused(data_dir, name, message):
@@ -90,3 +90,22 @@ def test_batch_larger_than_split(data_dir):
   info = data.prepare("mnist", "train[:10]", data_dir, download=False)
   with pytest.raises(data.DatasetError, match="fewer than --batch_size"):
     data.make_train_dataset(data.load_uint8_images(info, data_dir), 10, batch_size=32)
+
+
+def test_toy_datasets_need_no_files_and_stream_points(tmp_path):
+  info = data.prepare("ring8", "train", str(tmp_path), download=False)
+  assert data.is_point_dataset(info) and info.example_shape == (2,)
+  assert data.prepare("gaussian1d", "anything", None).example_shape == (1,)
+  (batch,) = next(iter(data.training_stream(info, batch_size=32, seed=1)))
+  assert batch.shape == (32, 2) and batch.dtype == tf.float32
+  radii = np.linalg.norm(batch.numpy(), axis=1)
+  assert np.all(np.abs(radii - 2.0) < 0.15)  # On the ring of radius 2 (std 0.02).
+  with pytest.raises(data.DatasetError, match="--image_size=28 applies to image datasets"):
+    data.prepare("ring8", "train", None, image_size=28)
+
+
+def test_image_info_exposes_its_example_shape(data_dir):
+  info = data.prepare("mnist", "train[:64]", data_dir, download=False)
+  assert not data.is_point_dataset(info) and info.example_shape == (28, 28, 1)
+  (batch,) = next(iter(data.training_stream(info, batch_size=16, data_dir=data_dir)))
+  assert batch.shape == (16, 28, 28, 1)

@@ -1,9 +1,15 @@
-"""Training images as a `tf.data` pipeline: float32 NHWC in [-1, 1], shuffled, batched.
+"""Training data as a `tf.data` pipeline: images (float32 NHWC in [-1, 1]) or toy points.
 
-The stream is a pure function of (seed, start_step): epoch e is the split shuffled with a seed
-derived from (seed, e), and a run that resumes at step s starts exactly where step s of an
-uninterrupted run would. That is what makes resume exact without checkpointing an iterator
-that `keras.Model.fit` owns.
+--dataset is a TFDS image dataset (mnist, cifar10, ...) or one of the toy distributions of
+`tfgan_app.toy_data` (ring8, grid25, gaussian1d: float32 points [B, D], sampled fresh every
+step; --split, --image_size's default, --cache, --shuffle_buffer, --download and --data_dir do
+not apply to them, and --image_size is refused).
+
+The stream is a pure function of (seed, start_step): for images, epoch e is the split shuffled
+with a seed derived from (seed, e); for toy points, step s draws from a stateless seed derived
+from (seed, s). A run that resumes at step s starts exactly where step s of an uninterrupted run
+would. That is what makes resume exact without checkpointing an iterator that `keras.Model.fit`
+owns.
 """
 
 import dataclasses
@@ -11,6 +17,8 @@ from typing import Optional, Tuple
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
+
+from tfgan_app import toy_data
 
 # Epochs the stream can run for; effectively unbounded.
 _MAX_EPOCHS = 1 << 30
@@ -31,6 +39,27 @@ class ImageDatasetInfo:
   native_shape: Tuple[Optional[int], Optional[int], int]  # [H, W, C]; H, W None if they vary.
   image_shape: Tuple[int, int, int]  # [H, W, C] after resizing.
 
+  @property
+  def example_shape(self) -> Tuple[int, ...]:
+    """The shape of one training example: [H, W, C]."""
+    return self.image_shape
+
+
+@dataclasses.dataclass(frozen=True)
+class PointDatasetInfo:
+  """A toy distribution of points (`tfgan_app.toy_data`): an endless stream, no split."""
+  name: str
+  distribution: toy_data.GaussianMixture
+
+  @property
+  def example_shape(self) -> Tuple[int]:
+    """The shape of one training example: [D]."""
+    return self.distribution.sample_shape
+
+
+def is_point_dataset(info) -> bool:
+  return isinstance(info, PointDatasetInfo)
+
 
 def _builder(name: str, data_dir: Optional[str]):
   try:
@@ -38,7 +67,8 @@ def _builder(name: str, data_dir: Optional[str]):
   except tfds.core.registered.DatasetNotFoundError as error:
     raise DatasetError(
         f"unknown dataset {name!r}: --dataset accepts a TFDS image dataset name such as "
-        "mnist, fashion_mnist, cifar10 or celeb_a") from error
+        "mnist, fashion_mnist, cifar10 or celeb_a, or a toy distribution: "
+        f"{', '.join(toy_data.DISTRIBUTIONS)}") from error
 
 
 def describe(name: str, split: str, data_dir: Optional[str] = None,
@@ -83,8 +113,22 @@ def _num_examples(builder, name, split) -> int:
 
 
 def prepare(name: str, split: str, data_dir: Optional[str] = None, image_size=None,
-            download: bool = True) -> ImageDatasetInfo:
-  """Makes sure the dataset is on disk (downloading it if allowed) and describes it."""
+            download: bool = True):
+  """Makes sure the dataset is on disk (downloading it if allowed) and describes it.
+
+  Returns:
+    An `ImageDatasetInfo`, or a `PointDatasetInfo` for a toy distribution (which needs no
+    files; `split`, `data_dir` and `download` are ignored for it).
+
+  Raises:
+    DatasetError: see `describe`; also --image_size given for a toy distribution.
+  """
+  if toy_data.is_toy(name):
+    if image_size is not None:
+      raise DatasetError(f"--image_size={image_size} applies to image datasets; {name!r} is a "
+                         f"toy distribution of {toy_data.get(name).dim}-D points: drop "
+                         "--image_size")
+    return PointDatasetInfo(name, toy_data.get(name))
   info = describe(name, split, data_dir, image_size)
   builder = _builder(name, data_dir)
   if not builder.is_prepared():
@@ -183,3 +227,24 @@ def make_train_dataset(images: tf.data.Dataset, num_examples: int, batch_size: i
   # the data order does not depend on how many workers or files there are.
   options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
   return stream.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def training_stream(info, batch_size: int, d_steps: int = 1, seed: int = 0, start_step: int = 0,
+                    data_dir: Optional[str] = None, cache: bool = True,
+                    shuffle_buffer: int = 60_000) -> tf.data.Dataset:
+  """The training stream of a prepared dataset from `start_step` on.
+
+  Args:
+    info: what `prepare` returned.
+    Others: as in `make_train_dataset` (images) and `toy_data.make_train_dataset` (points);
+      `data_dir`, `cache` and `shuffle_buffer` apply to images only.
+
+  Returns:
+    Tuples of `d_steps` float32 batches [batch_size, *info.example_shape].
+  """
+  if is_point_dataset(info):
+    return toy_data.make_train_dataset(info.distribution, batch_size, d_steps=d_steps,
+                                       seed=seed, start_step=start_step)
+  images = load_uint8_images(info, data_dir, cache=cache)
+  return make_train_dataset(images, info.num_examples, batch_size, d_steps=d_steps, seed=seed,
+                            start_step=start_step, shuffle_buffer=shuffle_buffer)
