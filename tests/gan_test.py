@@ -125,3 +125,19 @@ def test_feature_matching_train_step_logs_the_gap_and_trains_both(tmp_path):
   assert any(not np.array_equal(a, b) for a, b in zip(d_before, _weights(model.discriminator)))
   with pytest.raises(ValueError, match="accepted: standard, feature_matching"):
     gan_lib.GAN(model.generator, model.discriminator, 8, g_objective="mean_matching")
+
+
+@pytest.mark.parametrize("loss", ["minimax", "non_saturating"])
+def test_both_losses_train_the_mlp_on_points(tmp_path, loss):
+  config = tiny_config(tmp_path, None, dataset="ring8", architecture="mlp", g_units="16,16",
+                       d_units="16,16", d_dropout=0.5, loss=loss)
+  keras.utils.set_random_seed(0)
+  model = train.build_gan(config, (2,))
+  points = (tf.random.stateless_normal([16, 2], seed=[1, 2]),)
+  g_before, d_before = _weights(model.generator), _weights(model.discriminator)
+  logs = model.train_step(points)
+  assert all(np.isfinite(float(value)) for value in logs.values())
+  assert any(not np.array_equal(a, b) for a, b in zip(g_before, _weights(model.generator)))
+  assert any(not np.array_equal(a, b) for a, b in zip(d_before, _weights(model.discriminator)))
+  # g_loss is the chosen loss of D's output on the generator's batch: -log D or log(1 - D).
+  assert (float(logs["g_loss"]) < 0.0) == (loss == "minimax")

@@ -84,5 +84,81 @@ def test_get_config_round_trip():
 
 
 def test_unknown_architecture():
-  with pytest.raises(ValueError, match="accepted: dcgan"):
+  with pytest.raises(ValueError, match="accepted: dcgan, mlp"):
     models.build_models("resnet", 16, (28, 28, 1), 8, 8)
+
+
+@pytest.mark.parametrize("shape", [(2,), (1,), (28, 28, 1)])
+def test_mlp_shapes_dtypes_and_output_ranges(shape):
+  generator, discriminator = models.build_models(
+      "mlp", latent_dim=6, image_shape=shape, g_filters=8, d_filters=8, g_units=(32, 16),
+      d_units=(24, 12), d_dropout=0.5)
+  latents = tf.random.stateless_normal([5, 6], seed=[1, 2]) * 10.0
+  outputs = generator(latents, training=False)
+  assert outputs.shape == (5, *shape) and outputs.dtype == tf.float32
+  if len(shape) == 3:  # Images through tanh; points are unbounded.
+    assert np.abs(outputs.numpy()).max() <= 1.0
+  logits = discriminator(outputs, training=False)
+  assert logits.shape == (5, 1) and logits.dtype == tf.float32
+  features = discriminator.features(outputs, training=False)
+  assert features.shape == (5, 12)
+  # The logit is the last layer over those features (dropout is off at inference).
+  np.testing.assert_allclose(discriminator.to_logit(features).numpy(), logits.numpy(),
+                             rtol=1e-5, atol=1e-5)
+  assert [generator.hidden0.units, generator.hidden1.units] == [32, 16]
+
+
+def test_mlp_discriminator_dropout_only_in_training():
+  discriminator = models.build_discriminator("mlp", (2,), 8, hidden_units=(64, 64), dropout=0.5)
+  points = tf.random.stateless_normal([64, 2], seed=[3, 4])
+  inference = discriminator(points, training=False).numpy()
+  np.testing.assert_array_equal(inference, discriminator(points, training=False).numpy())
+  assert not np.allclose(inference, discriminator(points, training=True).numpy())
+  no_dropout = models.build_discriminator("mlp", (2,), 8, hidden_units=(64,), dropout=0.0)
+  np.testing.assert_array_equal(no_dropout(points, training=True).numpy(),
+                                no_dropout(points, training=False).numpy())
+
+
+def test_mlp_keeps_point_precision_under_mixed_bfloat16():
+  keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    generator, discriminator = models.build_models("mlp", 4, (2,), 8, 8, g_units=(16,),
+                                                   d_units=(16,))
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  assert generator.to_output.compute_dtype == "float32"
+  assert discriminator.hidden0.compute_dtype == "float32"
+  assert generator(tf.zeros([1, 4])).dtype == tf.float32
+
+
+@pytest.mark.parametrize("architecture", ["dcgan", "mlp"])
+def test_checkpoint_holds_every_mlp_and_dcgan_variable(tmp_path, architecture):
+  shape = (2,) if architecture == "mlp" else (28, 28, 1)
+  generator, discriminator = models.build_models(architecture, 4, shape, 8, 8,
+                                                 g_units=(8, 8, 8), d_units=(8, 8), d_dropout=0.3)
+  for model in (generator, discriminator):
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / model.name))
+    saved = [name for name, _ in tf.train.list_variables(path) if name.startswith("model/")]
+    # Dropout's RNG states are invisible through the model; random_states() names them, and
+    # train.make_checkpoint adds them.
+    random_states = getattr(model, "random_states", dict)()
+    assert len(saved) + len(random_states) == len(model.variables) > 0
+  if architecture == "mlp":
+    assert set(discriminator.random_states()) == {"dropout0", "dropout1"}
+
+
+def test_mlp_get_config_round_trip():
+  generator, discriminator = models.build_models("mlp", 4, (2,), 8, 8, g_units=(8, 4),
+                                                 d_units=(6,), d_dropout=0.25)
+  rebuilt = models.mlp.Generator.from_config(generator.get_config())
+  assert rebuilt.hidden_units == (8, 4) and rebuilt.example_shape == (2,)
+  rebuilt_d = models.mlp.Discriminator.from_config(discriminator.get_config())
+  assert rebuilt_d.dropout_rate == 0.25 and rebuilt_d.hidden_units == (6,)
+
+
+def test_dcgan_refuses_points_and_mlp_refuses_bad_widths():
+  with pytest.raises(ValueError, match="--architecture=dcgan needs images .* use --architecture=mlp"):
+    models.check_example_shape("dcgan", (2,))
+  models.check_example_shape("mlp", (2,))
+  with pytest.raises(ValueError, match="hidden_units must be positive"):
+    models.build_generator("mlp", 4, (2,), 8, hidden_units=())

@@ -15,6 +15,22 @@ LOSSES = ("non_saturating", "minimax")
 G_OBJECTIVES = ("standard", "feature_matching")
 
 
+def parse_units(text: str) -> typing.Tuple[int, ...]:
+  """Parses the hidden-layer widths of an MLP (--g_units, --d_units): "512,256" -> (512, 256).
+
+  Raises:
+    ValueError: not a comma-separated list of positive integers.
+  """
+  try:
+    units = tuple(int(part) for part in str(text).split(","))
+  except ValueError:
+    units = ()
+  if not units or min(units) <= 0:
+    raise ValueError(f"{text!r} is not a comma-separated list of positive layer widths "
+                     "(e.g. 512,512)")
+  return units
+
+
 def _parse_value(kind, text: str):
   if typing.get_origin(kind) is typing.Union:  # Optional[X]
     kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
@@ -59,6 +75,9 @@ class TrainConfig:
   minibatch_kernels: int = 100
   minibatch_kernel_dim: int = 5
   gmm_components: int = 50
+  g_units: str = "1200,1200"  # --architecture=mlp: hidden widths, see parse_units.
+  d_units: str = "240,240"
+  d_dropout: float = 0.5
   # Objective and optimisation.
   d_steps: int = 1
   label_smoothing: float = 0.0

@@ -18,7 +18,10 @@ _DEFAULTS = config_lib.TrainConfig()
 
 # Data.
 flags.DEFINE_string("dataset", _DEFAULTS.dataset,
-                    "TFDS image dataset name, e.g. mnist, fashion_mnist, cifar10, celeb_a.")
+                    "TFDS image dataset name, e.g. mnist, fashion_mnist, cifar10, celeb_a; or a "
+                    "toy distribution of points with a known density (tfgan_app/toy_data.py): "
+                    "ring8, grid25, gaussian1d (fresh samples every step; --split, --cache, "
+                    "--shuffle_buffer, --download and --data_dir are ignored for them).")
 flags.DEFINE_string("data_dir", None,
                     "TFDS data directory. Default: TFDS's own, which honours $TFDS_DATA_DIR.")
 flags.DEFINE_string("split", _DEFAULTS.split,
@@ -61,9 +64,11 @@ flags.DEFINE_integer("num_cpu_replicas", _DEFAULTS.num_cpu_replicas,
 flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --strategy=tpu.")
 # Model.
 flags.DEFINE_enum("architecture", _DEFAULTS.architecture, models.ARCHITECTURES,
-                  "Generator/discriminator family, or gmm: the maximum-likelihood baseline, a "
-                  "Gaussian mixture fitted by EM (--train_steps EM steps over the whole split; "
-                  "see tfgan_app/maximum_likelihood.py).")
+                  "Generator/discriminator family: dcgan (convolutional, images) or mlp "
+                  "(Goodfellow et al. 2014: MLPs, dropout in D; images or toy points); or gmm: "
+                  "the maximum-likelihood baseline, a Gaussian mixture fitted by EM "
+                  "(--train_steps EM steps over the whole split; see "
+                  "tfgan_app/maximum_likelihood.py).")
 flags.DEFINE_integer("latent_dim", _DEFAULTS.latent_dim,
                      "Dimension of the latent vector z. gmm: not used; its latent has H*W*C + 1 "
                      "coordinates (one picks the component, the others its Gaussian noise).")
@@ -76,6 +81,15 @@ flags.DEFINE_integer("kernel_size", _DEFAULTS.kernel_size,
 flags.DEFINE_integer("g_refine_blocks", _DEFAULTS.g_refine_blocks,
                      "Stride-1 transposed-convolution blocks (BatchNorm, ReLU) at the generator's "
                      "base resolution (7x7 for 28x28 images) before it upsamples, >= 0.")
+flags.DEFINE_string("g_units", _DEFAULTS.g_units,
+                    "--architecture=mlp: widths of the generator's hidden ReLU layers, "
+                    "comma-separated, input side first.")
+flags.DEFINE_string("d_units", _DEFAULTS.d_units,
+                    "--architecture=mlp: widths of the discriminator's hidden LeakyReLU layers, "
+                    "comma-separated, input side first.")
+flags.DEFINE_float("d_dropout", _DEFAULTS.d_dropout,
+                   "--architecture=mlp: dropout rate after each of the discriminator's hidden "
+                   "layers during training, in [0, 1).")
 flags.DEFINE_boolean("sync_batchnorm", _DEFAULTS.sync_batchnorm,
                      "BatchNorm statistics over the global batch instead of each replica's.")
 flags.DEFINE_integer("gmm_components", _DEFAULTS.gmm_components,
@@ -170,7 +184,17 @@ def _valid_metric_names(text):
 
 flags.register_validator("eval_metrics", _valid_metric_names)
 flags.register_validator("eval_num_samples", lambda value: value >= 4, message="must be >= 4")
-for _name in ("beta1", "beta2", "ema_decay", "label_smoothing"):
+def _valid_units(text):
+  try:
+    config_lib.parse_units(text)
+  except ValueError as error:
+    raise flags.ValidationError(str(error)) from None
+  return True
+
+
+for _name in ("g_units", "d_units"):
+  flags.register_validator(_name, _valid_units)
+for _name in ("beta1", "beta2", "ema_decay", "label_smoothing", "d_dropout"):
   flags.register_validator(_name, lambda value: 0.0 <= value < 1.0, message="must be in [0, 1)")
 flags.register_validator("model_name",
                          lambda value: bool(value) and value.replace("_", "").replace("-", "")

@@ -6,8 +6,9 @@ import keras
 
 from tfgan_app.models import dcgan
 from tfgan_app.models import minibatch_discrimination
+from tfgan_app.models import mlp
 
-GAN_ARCHITECTURES = ("dcgan",)
+GAN_ARCHITECTURES = ("dcgan", "mlp")
 # Not a GAN: the maximum-likelihood baseline, a Gaussian mixture (models/gmm.py) fitted by
 # tfgan_app/maximum_likelihood.py.
 GMM = "gmm"
@@ -23,6 +24,23 @@ def _check(architecture):
                      f"{', '.join(GAN_ARCHITECTURES)}")
 
 
+def check_example_shape(architecture: str, example_shape: Sequence[int]) -> None:
+  """Raises ValueError, naming what is accepted, when `architecture` cannot model the data.
+
+  dcgan needs square images [H, W, C] of a size DCGAN can upsample to; mlp takes images or
+  points [D]; gmm (not a GAN) takes images.
+  """
+  shape = tuple(example_shape)
+  if architecture in ("dcgan", GMM) and len(shape) != 3:
+    raise ValueError(f"--architecture={architecture} needs images [H, W, C]; the dataset's "
+                     f"examples are {len(shape)}-D points: use --architecture=mlp")
+  if architecture == GMM:
+    return
+  _check(architecture)
+  if architecture == "dcgan":
+    dcgan.upsampling_plan(shape[0])
+
+
 # Both builders create the weights now, inside whatever strategy scope the caller holds: a Keras 3
 # model whose weights are created lazily inside a distributed train_step fails
 # (shared/notes/stack.md §2). Keras 3's `build(shape)` does not run a subclassed model's call(),
@@ -31,12 +49,21 @@ def _check(architecture):
 
 def build_generator(architecture: str, latent_dim: int, image_shape: Sequence[int],
                     filters: int, sync_batchnorm: bool = False, name: str = "generator",
-                    kernel_size: int = 4, refine_blocks: int = 0) -> keras.Model:
-  """A built generator mapping [B, latent_dim] to [B, *image_shape] in [-1, 1]."""
-  _check(architecture)
-  generator = dcgan.Generator(latent_dim, image_shape, filters=filters,
-                              sync_batchnorm=sync_batchnorm, kernel_size=kernel_size,
-                              refine_blocks=refine_blocks, name=name)
+                    kernel_size: int = 4, refine_blocks: int = 0,
+                    hidden_units: Sequence[int] = (1200, 1200)) -> keras.Model:
+  """A built generator mapping [B, latent_dim] to [B, *image_shape].
+
+  Images come out in [-1, 1]. `image_shape` is the example shape: [H, W, C], or [D] for the
+  points of a toy distribution (mlp only). `filters`, `sync_batchnorm`, `kernel_size` and
+  `refine_blocks` apply to dcgan, `hidden_units` to mlp.
+  """
+  check_example_shape(architecture, image_shape)
+  if architecture == "mlp":
+    generator = mlp.Generator(latent_dim, image_shape, hidden_units=hidden_units, name=name)
+  else:
+    generator = dcgan.Generator(latent_dim, image_shape, filters=filters,
+                                sync_batchnorm=sync_batchnorm, kernel_size=kernel_size,
+                                refine_blocks=refine_blocks, name=name)
   generator(keras.ops.zeros((1, latent_dim)))
   return generator
 
@@ -44,19 +71,28 @@ def build_generator(architecture: str, latent_dim: int, image_shape: Sequence[in
 def build_discriminator(architecture: str, image_shape: Sequence[int], filters: int,
                         sync_batchnorm: bool = False, kernel_size: int = 4,
                         minibatch_kernels: int = 0,
-                        minibatch_kernel_dim: int = minibatch_discrimination.DEFAULT_KERNEL_DIM
+                        minibatch_kernel_dim: int = minibatch_discrimination.DEFAULT_KERNEL_DIM,
+                        hidden_units: Sequence[int] = (240, 240), dropout: float = 0.5
                         ) -> keras.Model:
   """A built discriminator mapping [B, *image_shape] to logits [B, 1].
 
   It also has `features(images, training)` -> [B, F], its last hidden layer (feature
   matching). `minibatch_kernels` > 0 adds minibatch discrimination before the logit layer.
+  `filters`, `sync_batchnorm` and `kernel_size` apply to dcgan, `hidden_units` and `dropout`
+  to mlp.
   """
-  _check(architecture)
-  discriminator = dcgan.Discriminator(image_shape, filters=filters,
-                                      sync_batchnorm=sync_batchnorm, kernel_size=kernel_size,
+  check_example_shape(architecture, image_shape)
+  if architecture == "mlp":
+    discriminator = mlp.Discriminator(image_shape, hidden_units=hidden_units, dropout=dropout,
                                       minibatch_kernels=minibatch_kernels,
                                       minibatch_kernel_dim=minibatch_kernel_dim,
                                       name="discriminator")
+  else:
+    discriminator = dcgan.Discriminator(image_shape, filters=filters,
+                                        sync_batchnorm=sync_batchnorm, kernel_size=kernel_size,
+                                        minibatch_kernels=minibatch_kernels,
+                                        minibatch_kernel_dim=minibatch_kernel_dim,
+                                        name="discriminator")
   discriminator(keras.ops.zeros((1, *image_shape)))
   return discriminator
 
@@ -64,11 +100,14 @@ def build_discriminator(architecture: str, image_shape: Sequence[int], filters: 
 def build_models(architecture: str, latent_dim: int, image_shape: Sequence[int],
                  g_filters: int, d_filters: int, sync_batchnorm: bool = False,
                  kernel_size: int = 4, g_refine_blocks: int = 0, minibatch_kernels: int = 0,
-                 minibatch_kernel_dim: int = minibatch_discrimination.DEFAULT_KERNEL_DIM
-                 ) -> Tuple[keras.Model, keras.Model]:
-  """Returns (generator, discriminator), built for `image_shape`."""
+                 minibatch_kernel_dim: int = minibatch_discrimination.DEFAULT_KERNEL_DIM,
+                 g_units: Sequence[int] = (1200, 1200), d_units: Sequence[int] = (240, 240),
+                 d_dropout: float = 0.5) -> Tuple[keras.Model, keras.Model]:
+  """Returns (generator, discriminator), built for examples of `image_shape`."""
   return (build_generator(architecture, latent_dim, image_shape, g_filters, sync_batchnorm,
-                          kernel_size=kernel_size, refine_blocks=g_refine_blocks),
+                          kernel_size=kernel_size, refine_blocks=g_refine_blocks,
+                          hidden_units=g_units),
           build_discriminator(architecture, image_shape, d_filters, sync_batchnorm,
                               kernel_size=kernel_size, minibatch_kernels=minibatch_kernels,
-                              minibatch_kernel_dim=minibatch_kernel_dim))
+                              minibatch_kernel_dim=minibatch_kernel_dim, hidden_units=d_units,
+                              dropout=d_dropout))
