@@ -299,3 +299,51 @@ def test_every_signature_runs_under_the_cpp_loader_tf_serving_calls(exported, ge
   code, lines = run("sample", "num_samples=int32:17", "seed=int64:7")
   assert code == 3 and lines["RUN"].startswith("INVALID_ARGUMENT: assertion failed: "
                                                "[num_samples must be from 1 to 16]"), lines
+
+
+# --- Point generators (toy distributions): the same signatures with a `samples` output.
+
+
+@pytest.fixture(scope="module")
+def point_generator():
+  keras.utils.set_random_seed(2)
+  return models.build_generator("mlp", 4, (2,), filters=8, hidden_units=(16, 16))
+
+
+def test_point_export_serves_float32_samples_under_every_signature(tmp_path, point_generator):
+  path = export.export_generator(point_generator, 4, str(tmp_path), "ring8", 5, {"step": 5})
+  loaded = tf.saved_model.load(path)
+  latents = tf.random.stateless_normal([6, 4], seed=[1, 1])
+  serve = loaded.signatures[export.SERVING_SIGNATURE]
+  assert list(serve.structured_input_signature[1]) == [export.LATENTS]
+  served = serve(**{export.LATENTS: latents})
+  assert set(served) == {export.SAMPLES}
+  samples = served[export.SAMPLES]
+  assert samples.dtype == tf.float32 and samples.shape == (6, 2)
+  np.testing.assert_array_equal(samples.numpy(), point_generator(latents).numpy())
+  sample = loaded.signatures[export.SAMPLE_SIGNATURE](
+      **{export.NUM_SAMPLES: tf.constant(3), export.SEED: tf.constant(7, tf.int64)})
+  by_seed = loaded.signatures[export.SAMPLE_SEEDS_SIGNATURE](
+      **{export.SEEDS: tf.constant([7, 8, 9], tf.int64)})
+  assert set(sample) == set(by_seed) == {export.SAMPLES}
+  np.testing.assert_array_equal(sample[export.SAMPLES].numpy(), by_seed[export.SAMPLES].numpy())
+  path_points = loaded.signatures[export.INTERPOLATE_SIGNATURE](
+      **{export.SEED_A: tf.constant(7, tf.int64), export.SEED_B: tf.constant(9, tf.int64),
+         export.NUM_STEPS: tf.constant(4)})[export.SAMPLES].numpy()
+  assert path_points.shape == (4, 2)
+  np.testing.assert_array_equal(path_points[[0, -1]], sample[export.SAMPLES].numpy()[[0, 2]])
+
+
+def test_point_export_runs_under_the_tf1_loader_tf_serving_uses(tmp_path, point_generator):
+  path = export.export_generator(point_generator, 4, str(tmp_path), "ring8", 1, {})
+  latents = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+  np.save(tmp_path / "latents.npy", latents)
+  result = subprocess.run(
+      [_saved_model_cli(), "run", "--dir", path, "--tag_set", "serve", "--signature_def",
+       export.SERVING_SIGNATURE, "--inputs", f"{export.LATENTS}={tmp_path / 'latents.npy'}",
+       "--outdir", str(tmp_path / "out")],
+      capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  served = np.load(tmp_path / "out" / f"{export.SAMPLES}.npy")
+  assert served.dtype == np.float32 and served.shape == (3, 2)
+  np.testing.assert_allclose(served, point_generator(latents).numpy(), rtol=1e-6, atol=1e-6)

@@ -22,6 +22,8 @@ import tensorflow as tf
 
 from tfgan_app import classifier as classifier_lib
 from tfgan_app import data
+from tfgan_app import export
+from tfgan_app import models
 from tfgan_app import sample_quality
 from conftest import REPO_ROOT, tfds_data_dir
 
@@ -253,3 +255,11 @@ def test_flags_have_defaults_and_help_except_the_two_paths():
   names = {name for name in flag_values if flag_values[name].name == name}
   assert all(flag_values[name].help.strip() for name in names)
   assert not flags.FLAGS.flags_by_module_dict().get(sample_quality.__name__)
+
+
+def test_a_point_export_is_sent_to_the_toy_metrics(tmp_path):
+  generator = models.build_generator("mlp", 4, (2,), 8, hidden_units=(8,))
+  path = export.export_generator(generator, 4, str(tmp_path), "ring8", 1, {}, warmup=False)
+  with pytest.raises(sample_quality.SampleQualityError,
+                     match="generates points .* python -m tfgan_app.toy_metrics"):
+    sample_quality.load_generator(path)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfgan_app import config as config_lib
 from tfgan_app import export
+from tfgan_app import toy_metrics
 from tfgan_app import train
 from conftest import REPO_ROOT, tfds_data_dir, tiny_config
 
@@ -231,3 +234,122 @@ def test_gmm_resume_reaches_the_parameters_of_an_uninterrupted_run(tmp_path, dat
   assert set(expected) == set(got) and any("gmm" in name for name in got)
   for name in expected:
     np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
+# --- Toy distributions through the real entry point.
+
+
+def _toy_flags(workdir, *extra):
+  return [f"--workdir={workdir}", "--dataset=ring8", "--architecture=mlp", "--model_name=ring8",
+          "--g_units=32,32", "--d_units=32,32", "--latent_dim=4", "--batch_size=64",
+          "--train_steps=6", "--log_every=3", "--sample_every=3", "--checkpoint_every=3",
+          "--seed=1", *extra]
+
+
+def test_ring8_run_writes_toy_metrics_plots_and_a_samples_export(tmp_path, capsys):
+  workdir = tmp_path / "ring8"
+  result = _run_cli(*_toy_flags(workdir))
+  assert result.returncode == 0, result.stderr[-2000:]
+  files = {os.path.relpath(os.path.join(root, name), workdir)
+           for root, _, names in os.walk(workdir) for name in names}
+  assert {"samples/step_0000003.png", "samples/step_0000006.png", "metrics.jsonl",
+          "export/ring8/6/saved_model.pb"} <= files
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [record["step"] for record in records] == [3, 6]
+  assert {"modes_covered", "num_modes", "high_quality_fraction", "kl"} <= set(records[0])
+  tags = set()
+  for event_file in (workdir / "train").iterdir():
+    for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+      tags.update(value.tag for value in event.summary.value)
+  assert {"toy/modes_covered", "toy/high_quality_fraction", "toy/kl", "decision_surface",
+          "d_loss", "jsd"} <= tags
+  assert "samples" not in tags  # No image grid for points.
+  picture = tf.io.decode_png(tf.io.read_file(str(workdir / "samples/step_0000006.png")))
+  assert picture.shape[-1] == 3 and picture.shape[0] > 300
+  # The export: serving_default maps latents to float32 samples [N, 2].
+  path = str(workdir / "export/ring8/6")
+  serve = tf.saved_model.load(path).signatures[export.SERVING_SIGNATURE]
+  assert serve.structured_input_signature[1][export.LATENTS].shape.as_list() == [None, 4]
+  assert serve.structured_outputs[export.SAMPLES].dtype == tf.float32
+  samples = serve(**{export.LATENTS: tf.zeros([5, 4])})
+  assert list(samples) == [export.SAMPLES] and samples[export.SAMPLES].shape == (5, 2)
+  metadata = export.read_metadata(path)
+  assert metadata["dataset"] == "ring8" and metadata["sample_shape"] == [2]
+  # The toy metrics command (in process: main returns its exit status) measures it; its last
+  # line is JSON.
+  assert toy_metrics.main(["toy_metrics", f"--saved_model={path}", "--num_samples=1000"]) == 0
+  record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert record["dataset"] == "ring8" and record["num_samples"] == 1000
+  assert 0 <= record["modes_covered"] <= 8 and 0.0 <= record["high_quality_fraction"] <= 1.0
+
+
+def test_toy_resume_with_dropout_reaches_the_uninterrupted_weights(tmp_path):
+  values = dict(dataset="ring8", architecture="mlp", g_units="16,16", d_units="16,16",
+                d_dropout=0.5, latent_dim=4, batch_size=32, d_steps=2, log_every=2,
+                sample_every=100, checkpoint_every=3, seed=4, deterministic=True,
+                export=False, model_name="toy")
+  straight = config_lib.TrainConfig(workdir=str(tmp_path / "straight"), train_steps=6, **values)
+  train.train_and_export(straight)
+  interrupted = straight.with_updates(workdir=str(tmp_path / "resumed"), train_steps=3)
+  train.train_and_export(interrupted)
+  train.train_and_export(interrupted.with_updates(train_steps=6))
+  expected = _checkpoint_values(straight.workdir)
+  got = _checkpoint_values(str(tmp_path / "resumed"))
+  assert set(expected) == set(got)
+  assert any(name.startswith("discriminator_random/") for name in got)  # Dropout's RNG.
+  for name in expected:
+    np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--image_size=28"], "--image_size=28 applies to image datasets; 'ring8' is a toy"),
+    (["--g_units=32,0"], "--g_units=32,0: '32,0' is not a comma-separated list of positive"),
+])
+def test_toy_bad_input_fails_in_one_line(tmp_path, extra, message):
+  result = _run_cli(*_toy_flags(tmp_path / "run", *extra))
+  assert result.returncode != 0
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  error_lines = [line for line in result.stderr.splitlines()
+                 if line.startswith("python -m tfgan_app.train: error:")]
+  assert len(error_lines) == 1 and message in error_lines[0], result.stderr[-3000:]
+  assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(architecture="dcgan"), "--architecture=dcgan needs images [H, W, C]"),
+    (dict(eval_every=3), "--eval_every measures images with a classifier"),
+])
+def test_toy_configuration_errors_come_before_the_workdir_is_touched(tmp_path, change, message):
+  config = config_lib.TrainConfig(workdir=str(tmp_path / "run"), dataset="ring8",
+                                  architecture="mlp").with_updates(**change)
+  with pytest.raises(train.ConfigError, match=re.escape(message)):
+    train.train_and_export(config)
+  assert not os.path.exists(config.workdir)
+
+
+def test_toy_resume_with_other_mlp_widths_or_dropout_is_refused(tmp_path):
+  config = config_lib.TrainConfig(
+      workdir=str(tmp_path / "run"), dataset="ring8", architecture="mlp", g_units="8",
+      d_units="8", d_dropout=0.0, latent_dim=2, batch_size=16, train_steps=2, export=False,
+      sample_every=2, checkpoint_every=2)
+  train.train_and_export(config)
+  for change, message in ((dict(d_units="16"), "d_units: checkpoint '8', flags '16'"),
+                          (dict(d_dropout=0.5), "d_dropout: checkpoint 0.0, flags 0.5")):
+    with pytest.raises(train.ConfigError, match=message):
+      train.train_and_export(config.with_updates(train_steps=4, **change))
+
+
+def test_gaussian1d_run_draws_densities_and_exports_one_dimensional_samples(tmp_path):
+  config = config_lib.TrainConfig(
+      workdir=str(tmp_path / "run"), dataset="gaussian1d", architecture="mlp", g_units="8",
+      d_units="8", latent_dim=1, batch_size=16, train_steps=2, sample_every=2,
+      checkpoint_every=2, model_name="line")
+  result = train.train_and_export(config)
+  picture = tf.io.decode_png(tf.io.read_file(os.path.join(config.workdir, "samples",
+                                                          "step_0000002.png")))
+  assert picture.shape[1] > 500 and picture.shape[-1] == 3
+  record = json.loads(open(os.path.join(config.workdir, "metrics.jsonl")).read())
+  assert record["dataset"] == "gaussian1d" and record["num_modes"] == 1 and record["step"] == 2
+  serve = tf.saved_model.load(result.export_path).signatures[export.SERVING_SIGNATURE]
+  assert serve(**{export.LATENTS: tf.zeros([3, 1])})[export.SAMPLES].shape == (3, 1)
+  assert export.read_metadata(result.export_path)["sample_shape"] == [1]

@@ -1,13 +1,16 @@
-"""Keras callbacks of a training run: scalars, sample grids, checkpoints, divergence guard.
+"""Keras callbacks of a training run: scalars, sample grids, toy-data monitor, checkpoints,
+divergence guard.
 
 They read the global step from the GAN's `step` variable rather than Keras's batch counter,
 which restarts at 0 on resume.
 """
 
+import json
 import math
 import os
 import sys
 import time
+from typing import Callable, Optional
 
 import keras
 import numpy as np
@@ -15,6 +18,14 @@ import tensorflow as tf
 
 from tfgan_app import export
 from tfgan_app import images as images_lib
+from tfgan_app import plots
+from tfgan_app import toy_data
+from tfgan_app import toy_metrics
+
+# Generated points behind each toy measurement; the plot shows the first _PLOTTED_POINTS.
+TOY_MONITOR_SAMPLES = 10_000
+_PLOTTED_POINTS = 1_000
+_SURFACE_PIXELS = 320
 
 
 class TrainingDivergedError(RuntimeError):
@@ -53,20 +64,21 @@ class MetricsLogger(keras.callbacks.Callback):
     self._total_steps = total_steps
     self._print_lines = print_lines
     self._window_start = None
-    self._window_steps = 0
+    self._window_start_step = 0
 
   def on_train_begin(self, logs=None):
     self._window_start = time.perf_counter()
-    self._window_steps = 0
+    self._window_start_step = _step(self.model)
 
   def on_train_batch_end(self, batch, logs=None):
     logs = logs if logs is not None else {}
-    self._window_steps += 1
     step = _step(self.model)
     if step % self._log_every and step != self._total_steps:
       return
     elapsed = time.perf_counter() - self._window_start
-    rate = self._window_steps * self._images_per_step / max(elapsed, 1e-9)
+    # Steps from the GAN's counter: with --steps_per_execution > 1 Keras calls back once per
+    # execution, not once per step.
+    rate = (step - self._window_start_step) * self._images_per_step / max(elapsed, 1e-9)
     logs["images_per_sec"] = rate  # Shown by the progress bar, which runs after us.
     with self._writer.as_default(step=step):
       for name, value in logs.items():
@@ -77,7 +89,7 @@ class MetricsLogger(keras.callbacks.Callback):
                         if name != "images_per_sec")
       print(f"step {step}/{self._total_steps} {values} images/s={rate:.0f}", flush=True)
     self._window_start = time.perf_counter()
-    self._window_steps = 0
+    self._window_start_step = step
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -109,6 +121,119 @@ class SampleGrid(keras.callbacks.Callback):
   def on_train_batch_end(self, batch, logs=None):
     step = _step(self.model)
     if step % self._sample_every == 0:
+      self.write(step)
+
+  def on_train_end(self, logs=None):
+    step = _step(self.model)
+    if step != self._last_step:
+      self.write(step)
+
+
+class ToyMonitor(keras.callbacks.Callback):
+  """Measures and draws a toy run every `sample_every` steps and at the end.
+
+  Each time: `toy_metrics.measure` of G(fixed latents) as TensorBoard scalars `toy/<metric>`
+  and one JSON line (with `step`) in `metrics_file`; and a picture of real vs generated points
+  over D's decision surface (2-D: D(x) as colours; 1-D: D(x) next to the true and the generated
+  densities), as the TensorBoard image `decision_surface` and `samples/step_<step>.png`.
+  """
+
+  def __init__(self, writer, sample_dir: str, distribution: toy_data.GaussianMixture,
+               latents: tf.Tensor, sample_every: int, metrics_file: Optional[str] = None,
+               seed: int = 0, print_fn: Optional[Callable] = print):
+    """Configures the monitor.
+
+    Args:
+      writer: a `tf.summary` writer.
+      sample_dir: directory of the PNGs.
+      distribution: the training distribution.
+      latents: fixed latents [N, latent_dim] (N = TOY_MONITOR_SAMPLES in training).
+      sample_every: steps between measurements.
+      metrics_file: JSONL file to append each measurement to, or None.
+      seed: seed of the real points drawn for the picture.
+      print_fn: called with one summary line per measurement; None for silence.
+    """
+    super().__init__()
+    self._writer = writer
+    self._sample_dir = sample_dir
+    self._distribution = distribution
+    self._latents = latents
+    self._sample_every = sample_every
+    self._metrics_file = metrics_file
+    self._print_fn = print_fn
+    self._real = distribution.sample(_PLOTTED_POINTS, np.random.default_rng(seed))
+    self._last_step = None
+    self.history = []
+
+  def _d_of(self, points: np.ndarray) -> np.ndarray:
+    logits = self.model.discriminator(tf.constant(points, tf.float32), training=False)
+    return tf.sigmoid(tf.cast(logits, tf.float32)).numpy()[:, 0]  # [N]
+
+  def picture(self, generated: np.ndarray, title: str) -> np.ndarray:
+    """uint8 [H, W, 3]: real vs generated points over D's decision surface."""
+    distribution = self._distribution
+    low, high = distribution.bounding_box(0.0)
+    margin = 0.15 * float(np.max(high - low)) + 8.0 * distribution.std
+    low, high = low - margin, high + margin
+    if distribution.dim == 2:
+      xs = np.linspace(low[0], high[0], _SURFACE_PIXELS)
+      ys = np.linspace(low[1], high[1], _SURFACE_PIXELS)
+      grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)  # Row 0: y = low.
+      surface = self._d_of(grid).reshape(_SURFACE_PIXELS, _SURFACE_PIXELS)
+      return plots.points_over_heatmap(
+          surface, (low[0], high[0], low[1], high[1]),
+          # Real points last: they are the smaller clusters, and must stay visible.
+          [(generated[:_PLOTTED_POINTS], plots.RED, "generated"),
+           (self._real, plots.GREEN, "real")],
+          title=title, heat_label="D(x): blue 0, white 0.5, orange 1")
+    xs = np.linspace(low[0], high[0], 2 * _SURFACE_PIXELS)
+    truth = distribution.pdf(xs[:, None])
+    counts, edges = np.histogram(generated[:, 0], bins=_SURFACE_PIXELS // 4,
+                                 range=(low[0], high[0]))
+    density = counts / max(len(generated), 1) / (edges[1] - edges[0])
+    generated_density = density[np.clip(np.digitize(xs, edges) - 1, 0, len(density) - 1)]
+    peak = truth.max()
+    return plots.curves(
+        xs, [(truth / peak, plots.GREEN, "p_data"),
+             (generated_density / peak, plots.RED, "generated"),
+             (self._d_of(xs[:, None]), plots.BLUE, "D(x)")],
+        title=f"{title}  x in [{low[0]:.2f}, {high[0]:.2f}], densities / max p_data",
+        y_range=(0.0, 1.2))
+
+  def write(self, step: int) -> dict:
+    """Measures and draws the generator at `step`; returns the metrics record."""
+    generated = self.model.sampling_generator(self._latents, training=False)
+    generated = np.asarray(keras.ops.convert_to_numpy(generated), np.float64)
+    record = toy_metrics.measure(generated, self._distribution)
+    record["step"] = step
+    title = (f"{self._distribution.name} step {step}: modes {record['modes_covered']}/"
+             f"{record['num_modes']}, high quality {record['high_quality_fraction']:.3f}, "
+             f"KL {record['kl']:.3f}")
+    picture = self.picture(generated, title)
+    images_lib.write_png(os.path.join(self._sample_dir, f"step_{step:07d}.png"), picture)
+    with self._writer.as_default(step=step):
+      for key in ("modes_covered", "high_quality_fraction", "kl"):
+        tf.summary.scalar(f"toy/{key}", float(record[key]))
+      tf.summary.image("decision_surface", picture[None], max_outputs=1)
+    self._writer.flush()
+    if self._metrics_file:
+      os.makedirs(os.path.dirname(self._metrics_file) or ".", exist_ok=True)
+      with open(self._metrics_file, "a") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+    if self._print_fn is not None:
+      self._print_fn(title)
+    self._last_step = step
+    self.history.append(record)
+    return record
+
+  def on_train_begin(self, logs=None):
+    self._last_step = _step(self.model)  # A resumed run: not again at once.
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = _step(self.model)
+    # Crossing a multiple rather than landing on one: with --steps_per_execution > 1 the step
+    # moves in jumps.
+    if step // self._sample_every > self._last_step // self._sample_every:
       self.write(step)
 
   def on_train_end(self, logs=None):

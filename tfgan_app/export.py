@@ -15,6 +15,9 @@ Signatures (input and output names are the constants below; clients import them)
   interpolate      seed_a int64 [], seed_b int64 [], num_steps int32 []
                                                            -> images, png_bytes [num_steps]
 
+A generator of points (toy distributions: output [N, D]) has the same signatures and inputs with
+one output instead: `samples` float32 [N, D] (no PNGs).
+
 Seeds and latents: the latent of seed `s` is
 `tf.random.stateless_normal([latent_dim], seed=[s, 0])` (`latents_from_seeds`). Row `i` of
 `sample(num_samples, seed)` is the image of seed `seed + i`, so it equals
@@ -58,6 +61,7 @@ SEED_A = "seed_a"
 SEED_B = "seed_b"
 NUM_STEPS = "num_steps"
 IMAGES = "images"
+SAMPLES = "samples"  # Exports of point generators (toy distributions) instead of images.
 PNG_BYTES = "png_bytes"  # Ends in "_bytes": TF Serving's REST API base64-encodes it.
 
 # Input names of each signature, and their dtypes.
@@ -124,6 +128,15 @@ def _check_count(count, lower, upper, what):
   ]
 
 
+def generates_points(generator: keras.Model, latent_dim: int) -> bool:
+  """True for a generator of points [N, D] (toy data), False for images [N, H, W, C]."""
+  rank = len(generator(tf.zeros([1, latent_dim]), training=False).shape)
+  if rank not in (2, 4):
+    raise ExportError(f"the generator outputs rank-{rank} tensors; exportable: images "
+                      "[N, H, W, C] or points [N, D]")
+  return rank == 2
+
+
 class GeneratorExportModule(tf.Module):
   """A `tf.Module` with the generator's serving signatures (see the module docstring)."""
 
@@ -137,6 +150,7 @@ class GeneratorExportModule(tf.Module):
       return generator(latents, training=False)
 
     self._generate = generate
+    self.points = generates_points(generator, latent_dim)
     self.latent_dim = latent_dim
     self.max_samples_per_request = int(max_samples_per_request)
     self.serve = tf.function(
@@ -155,9 +169,13 @@ class GeneratorExportModule(tf.Module):
                          tf.TensorSpec([], tf.int32, name=NUM_STEPS)])
 
   def _serve(self, latents):
+    if self.points:
+      return {SAMPLES: tf.cast(self._generate(latents), tf.float32)}  # [N, D]
     return {IMAGES: to_uint8(self._generate(latents))}
 
-  def _images_and_pngs(self, latents):
+  def _outputs(self, latents):
+    if self.points:
+      return self._serve(latents)
     images = to_uint8(self._generate(latents))  # [N, H, W, C]
     pngs = tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.string)  # [N]
     return {IMAGES: images, PNG_BYTES: pngs}
@@ -166,19 +184,19 @@ class GeneratorExportModule(tf.Module):
     with tf.control_dependencies(
         _check_count(num_samples, 1, self.max_samples_per_request, NUM_SAMPLES)):
       seeds = seed + tf.range(tf.cast(num_samples, tf.int64), dtype=tf.int64)  # [N]
-    return self._images_and_pngs(latents_from_seeds(seeds, self.latent_dim))
+    return self._outputs(latents_from_seeds(seeds, self.latent_dim))
 
   def _sample_seeds(self, seeds):
     with tf.control_dependencies(
         _check_count(tf.size(seeds), 1, self.max_samples_per_request, f"the number of {SEEDS}")):
       seeds = tf.identity(seeds)
-    return self._images_and_pngs(latents_from_seeds(seeds, self.latent_dim))
+    return self._outputs(latents_from_seeds(seeds, self.latent_dim))
 
   def _interpolate(self, seed_a, seed_b, num_steps):
     with tf.control_dependencies(
         _check_count(num_steps, 2, self.max_samples_per_request, NUM_STEPS)):
       ends = latents_from_seeds(tf.stack([seed_a, seed_b]), self.latent_dim)  # [2, D]
-    return self._images_and_pngs(slerp(ends[0], ends[1], num_steps))
+    return self._outputs(slerp(ends[0], ends[1], num_steps))
 
   def signatures(self):
     return {SERVING_SIGNATURE: self.serve.get_concrete_function(),
@@ -244,7 +262,8 @@ def export_generator(generator: keras.Model, latent_dim: int, export_dir: str, m
   An existing version directory is left untouched (the same step exports the same weights).
 
   Args:
-    generator: the built Keras generator ([B, latent_dim] -> [B, H, W, C] in [-1, 1]).
+    generator: the built Keras generator ([B, latent_dim] -> [B, H, W, C] in [-1, 1], or
+      points [B, D]: then the signatures output `samples` instead of images and PNGs).
     latent_dim: its latent size.
     export_dir: the export base; the model goes to `<export_dir>/<model_name>/<version>/`.
     model_name: TF Serving's model name.

@@ -117,6 +117,10 @@ def load_generator(saved_model: str):
                              f"(it has {sorted(loaded.signatures.keys())})")
   function = loaded.signatures[export.SERVING_SIGNATURE]
   inputs = function.structured_input_signature[1]
+  if export.SAMPLES in function.structured_outputs:
+    raise SampleQualityError(
+        f"{saved_model} generates points ({export.SAMPLES!r}), not images: an export of a toy "
+        "distribution; measure it with python -m tfgan_app.toy_metrics")
   if set(inputs) != {export.LATENTS} or export.IMAGES not in function.structured_outputs:
     raise SampleQualityError(
         f"{saved_model}'s {export.SERVING_SIGNATURE!r} signature maps {sorted(inputs)} to "

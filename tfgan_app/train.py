@@ -33,6 +33,7 @@ from tfgan_app import models
 from tfgan_app.models import gmm as gmm_lib
 from tfgan_app import preemption
 from tfgan_app import schedules
+from tfgan_app import toy_data
 from tfgan_app import workdir_lock
 
 FLAGFILE = "flags.cfg"
@@ -62,7 +63,10 @@ _SPEC_DEFAULTS = {"minibatch_discrimination": False, "g_refine_blocks": 0}
 
 
 def _run_spec(config: config_lib.TrainConfig, image_shape) -> dict:
-  """The fields that decide the checkpoint's structure; resuming with others cannot work."""
+  """The fields that decide the checkpoint's structure; resuming with others cannot work.
+
+  `image_shape` is the shape of one example: [H, W, C], or [D] for toy points.
+  """
   if config.architecture == models.GMM:
     return {"architecture": config.architecture, "dataset": config.dataset,
             "image_shape": list(image_shape), "latent_dim": config.latent_dim,
@@ -77,6 +81,11 @@ def _run_spec(config: config_lib.TrainConfig, image_shape) -> dict:
     # Only then: the sizes of a layer that is not there do not decide anything.
     spec.update(minibatch_kernels=config.minibatch_kernels,
                 minibatch_kernel_dim=config.minibatch_kernel_dim)
+  if config.architecture == "mlp":  # Only then: other workdirs from before keep resuming.
+    # Dropout on or off decides whether the checkpoint holds D's dropout RNG states.
+    spec.update(g_units=",".join(map(str, config_lib.parse_units(config.g_units))),
+                d_units=",".join(map(str, config_lib.parse_units(config.d_units))),
+                d_dropout=config.d_dropout)
   return spec
 
 
@@ -126,19 +135,24 @@ def _configure_determinism(config) -> None:
 
 
 def build_gan(config, image_shape) -> gan_lib.GAN:
-  """Builds and compiles the GAN in the current strategy scope."""
+  """Builds and compiles the GAN in the current strategy scope.
+
+  `image_shape` is the shape of one example: [H, W, C], or [D] for toy points.
+  """
+  g_units = config_lib.parse_units(config.g_units)
   generator, discriminator = models.build_models(
       config.architecture, config.latent_dim, image_shape, config.g_filters, config.d_filters,
       sync_batchnorm=config.sync_batchnorm, kernel_size=config.kernel_size,
       g_refine_blocks=config.g_refine_blocks,
       minibatch_kernels=config.minibatch_kernels if config.minibatch_discrimination else 0,
-      minibatch_kernel_dim=config.minibatch_kernel_dim)
+      minibatch_kernel_dim=config.minibatch_kernel_dim, g_units=g_units,
+      d_units=config_lib.parse_units(config.d_units), d_dropout=config.d_dropout)
   ema_generator = None
   if config.ema_decay > 0:
     ema_generator = models.build_generator(
         config.architecture, config.latent_dim, image_shape, config.g_filters,
         config.sync_batchnorm, name="ema_generator", kernel_size=config.kernel_size,
-        refine_blocks=config.g_refine_blocks)
+        refine_blocks=config.g_refine_blocks, hidden_units=g_units)
   model = gan_lib.GAN(generator, discriminator, latent_dim=config.latent_dim,
                       d_steps=config.d_steps, loss=config.loss, seed=config.seed,
                       label_smoothing=config.label_smoothing, g_objective=config.g_objective,
@@ -168,7 +182,8 @@ def build_model(config, image_shape):
 
 
 def make_checkpoint(model) -> tf.train.Checkpoint:
-  """Everything that decides the rest of a run: weights, optimizer slots, step, seed."""
+  """Everything that decides the rest of a run: weights, optimizer slots, step, seed, and the
+  RNG state of D's dropout."""
   if isinstance(model, maximum_likelihood.MixtureRun):
     return model.checkpoint()
   objects = dict(generator=model.generator, discriminator=model.discriminator,
@@ -176,6 +191,9 @@ def make_checkpoint(model) -> tf.train.Checkpoint:
                  step=model.step, seed=model.seed)
   if model.ema_generator is not None:
     objects["ema_generator"] = model.ema_generator
+  random_states = getattr(model.discriminator, "random_states", dict)()
+  if random_states:  # Dropout masks (models/mlp.py): exact resume needs their RNG state.
+    objects["discriminator_random"] = tf.train.Checkpoint(**random_states)
   return tf.train.Checkpoint(**objects)
 
 
@@ -231,8 +249,10 @@ def restore_run(workdir: str):
 
 
 def export_metadata(config, image_shape, step: int) -> dict:
+  """The export's metadata: `image_shape` [H, W, C] for images, `sample_shape` [D] for points."""
+  shape_key = "sample_shape" if toy_data.is_toy(config.dataset) else "image_shape"
   return {"model_name": config.model_name, "step": step, "latent_dim": config.latent_dim,
-          "image_shape": list(image_shape), "dataset": config.dataset,
+          shape_key: list(image_shape), "dataset": config.dataset,
           "architecture": config.architecture, "ema": config.ema_decay > 0,
           "flags": dataclasses.asdict(config)}
 
@@ -260,6 +280,11 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
           f"--strategy={config.strategy}; use a multiple of {replicas}")
     info = data.prepare(config.dataset, config.split, config.data_dir, config.image_size,
                         download=config.download)
+    models.check_example_shape(config.architecture, info.example_shape)
+    if config.eval_every and data.is_point_dataset(info):
+      raise ConfigError(f"--eval_every measures images with a classifier; {config.dataset!r} is "
+                        "a toy distribution, measured every --sample_every steps instead: drop "
+                        "--eval_every")
     if gmm:
       if config.gmm_components > info.num_examples:
         raise ConfigError(f"--gmm_components={config.gmm_components} exceeds the "
@@ -267,17 +292,15 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
       # The mixture's latent is fixed by the image size (models/gmm.py); recording it in the
       # config puts it in flags.cfg, run_spec.json, the sample latents and the export.
       config = config.with_updates(latent_dim=gmm_lib.latent_dim_for(info.image_shape))
-    else:
-      models.dcgan.upsampling_plan(info.image_shape[0])
   except ValueError as error:
     raise ConfigError(str(error)) from error
-  spec = _run_spec(config, info.image_shape)
+  spec = _run_spec(config, info.example_shape)
   _check_workdir(config, spec)
 
   _configure_determinism(config)
   keras.mixed_precision.set_global_policy(config.mixed_precision)
   with strategy.scope():
-    model = build_model(config, info.image_shape)
+    model = build_model(config, info.example_shape)
   chief = distribute.is_chief(strategy)
   # Only the chief owns the workdir; other workers write to temporary directories.
   lock = workdir_lock.WorkdirLock(config.workdir) if chief else contextlib.nullcontext()
@@ -326,7 +349,7 @@ def _train_locked(config, strategy, model, info, spec, chief) -> TrainResult:
   if config.export and output.chief:
     export_path = export.export_generator(
         model.sampling_generator, config.latent_dim, config.resolved_export_dir,
-        config.model_name, step, export_metadata(config, info.image_shape, step))
+        config.model_name, step, export_metadata(config, info.example_shape, step))
     print(f"Exported generator (step {step}) to {export_path}", flush=True)
   return TrainResult(step=step, finished_before=finished_before, export_path=export_path,
                      last_logs=last_logs)
@@ -336,8 +359,20 @@ def _callbacks(manager, config, info, output_dir, stopper, writer, images_per_st
                print_lines) -> list:
   """The run's callbacks, in order: the guard stops a diverged run before the saver can
   checkpoint it."""
-  sample_latents = tf.random.stateless_normal(
-      [config.num_sample_images, config.latent_dim], seed=[config.seed, _SAMPLE_LATENTS])
+  if data.is_point_dataset(info):
+    # Points: metrics against the known density and a plot over D's decision surface.
+    sample_latents = tf.random.stateless_normal(
+        [callbacks_lib.TOY_MONITOR_SAMPLES, config.latent_dim],
+        seed=[config.seed, _SAMPLE_LATENTS])
+    samples_callback = callbacks_lib.ToyMonitor(
+        writer, os.path.join(output_dir, SAMPLE_DIR), info.distribution, sample_latents,
+        config.sample_every, metrics_file=os.path.join(output_dir, evaluate.METRICS_FILE),
+        seed=config.seed)
+  else:
+    sample_latents = tf.random.stateless_normal(
+        [config.num_sample_images, config.latent_dim], seed=[config.seed, _SAMPLE_LATENTS])
+    samples_callback = callbacks_lib.SampleGrid(writer, os.path.join(output_dir, SAMPLE_DIR),
+                                                sample_latents, config.sample_every)
   extra_callbacks = []
   if config.eval_every:
     extra_callbacks.append(evaluate.EvalCallback(
@@ -350,8 +385,7 @@ def _callbacks(manager, config, info, output_dir, stopper, writer, images_per_st
       stopper,
       callbacks_lib.MetricsLogger(writer, config.log_every, images_per_step, config.train_steps,
                                   print_lines=print_lines),
-      callbacks_lib.SampleGrid(writer, os.path.join(output_dir, SAMPLE_DIR), sample_latents,
-                               config.sample_every),
+      samples_callback,
       callbacks_lib.CheckpointSaver(manager, config.checkpoint_every),
       *extra_callbacks,
   ]
@@ -362,10 +396,9 @@ def _fit(model, manager, config, info, start_step, output_dir, stopper) -> dict:
   show_bar = callbacks_lib.progress_bar_visible()
   if isinstance(model, maximum_likelihood.MixtureRun):
     return _fit_mixture(model, manager, config, info, output_dir, stopper, writer)
-  images = data.load_uint8_images(info, config.data_dir, cache=config.cache)
-  dataset = data.make_train_dataset(
-      images, info.num_examples, config.batch_size, d_steps=config.d_steps, seed=config.seed,
-      start_step=start_step, shuffle_buffer=config.shuffle_buffer)
+  dataset = data.training_stream(
+      info, config.batch_size, d_steps=config.d_steps, seed=config.seed, start_step=start_step,
+      data_dir=config.data_dir, cache=config.cache, shuffle_buffer=config.shuffle_buffer)
   history = model.fit(
       dataset,
       epochs=1,
