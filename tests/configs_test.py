@@ -39,3 +39,30 @@ def test_dcgan_config_is_the_dcgan_recipe():
   assert config.dataset == "mnist" and config.model_name == "dcgan"
   assert (config.g_lr, config.d_lr, config.beta1, config.batch_size) == (2e-4, 2e-4, 0.5, 128)
   assert config.architecture == "dcgan" and config.export
+
+
+def _parse(name):
+  app_flags.FLAGS.unparse_flags()
+  try:
+    app_flags.FLAGS(["train", f"--flagfile={os.path.join(REPO_ROOT, 'configs', name)}"])
+    return app_flags.config_from_flags()
+  finally:
+    app_flags.FLAGS.unparse_flags()
+
+
+def test_ring8_config_is_the_issue_recipe():
+  config = _parse("ring8.cfg")
+  assert (config.model_name, config.architecture, config.dataset) == ("ring8", "mlp", "ring8")
+  assert config.loss == "non_saturating" and config.export
+  # Callbacks fire where the step lands: multiples of steps_per_execution.
+  for every in (config.log_every, config.sample_every, config.checkpoint_every):
+    assert every % config.steps_per_execution == 0
+
+
+def test_gan_mnist_config_is_an_mlp_gan_on_mnist():
+  config = _parse("gan_mnist.cfg")
+  assert (config.architecture, config.dataset, config.model_name) == ("mlp", "mnist",
+                                                                      "gan_mnist")
+  assert config.d_dropout > 0  # Goodfellow et al. trained D with dropout.
+  for every in (config.log_every, config.sample_every, config.checkpoint_every):
+    assert every % config.steps_per_execution == 0

@@ -157,7 +157,7 @@ def test_mlp_get_config_round_trip():
 
 
 def test_dcgan_refuses_points_and_mlp_refuses_bad_widths():
-  with pytest.raises(ValueError, match="--architecture=dcgan needs images .* use --architecture=mlp"):
+  with pytest.raises(ValueError, match="dcgan needs images .* use --architecture=mlp"):
     models.check_example_shape("dcgan", (2,))
   models.check_example_shape("mlp", (2,))
   with pytest.raises(ValueError, match="hidden_units must be positive"):

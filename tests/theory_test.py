@@ -1,4 +1,4 @@
-"""The optimal-discriminator check: closed forms, the identity V(D*) = -log 4 + 2 JSD, the command."""
+"""The optimal-discriminator check: closed forms, V(D*) = -log 4 + 2 JSD, the command."""
 
 import json
 import math
