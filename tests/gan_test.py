@@ -141,3 +141,19 @@ def test_both_losses_train_the_mlp_on_points(tmp_path, loss):
   assert any(not np.array_equal(a, b) for a, b in zip(d_before, _weights(model.discriminator)))
   # g_loss is the chosen loss of D's output on the generator's batch: -log D or log(1 - D).
   assert (float(logs["g_loss"]) < 0.0) == (loss == "minimax")
+
+
+def test_feature_matching_and_minibatch_discrimination_train_the_mlp_on_points(tmp_path):
+  config = tiny_config(tmp_path, None, dataset="ring8", architecture="mlp", g_units="16",
+                       d_units="16,8", d_dropout=0.2, g_objective="feature_matching",
+                       minibatch_discrimination=True, minibatch_kernels=4,
+                       minibatch_kernel_dim=3)
+  keras.utils.set_random_seed(0)
+  model = train.build_gan(config, (2,))
+  points = tf.random.stateless_normal([16, 2], seed=[1, 2])
+  assert model.discriminator.features(points, training=False).shape == (16, 8)
+  assert model.discriminator.minibatch.num_kernels == 4
+  g_before = _weights(model.generator)
+  logs = model.train_step((points,))
+  assert float(logs["g_loss"]) > 0.0 and np.isfinite(float(logs["d_loss"]))
+  assert any(not np.array_equal(a, b) for a, b in zip(g_before, _weights(model.generator)))
