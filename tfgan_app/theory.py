@@ -1,7 +1,7 @@
 r"""The optimal discriminator, measured (Goodfellow et al. 2014, Proposition 1 and Theorem 1).
 
   python -m tfgan_app.theory [--out=runs/theory]
-  # about 20-40 s on 2 CPU cores; writes <out>/theory.png and <out>/theory.json
+  # 21 s on 2 busy CPU cores (68 s when very busy); writes <out>/theory.png and theory.json
 
 For a fixed generator the discriminator that maximises V(D, G) = E_data log D(x) +
 E_g log(1 - D(x)) is D*(x) = p_data(x) / (p_data(x) + p_g(x)), and V(D*, G) = -log 4 +
