@@ -157,3 +157,49 @@ def test_feature_matching_and_minibatch_discrimination_train_the_mlp_on_points(t
   logs = model.train_step((points,))
   assert float(logs["g_loss"]) > 0.0 and np.isfinite(float(logs["d_loss"]))
   assert any(not np.array_equal(a, b) for a, b in zip(g_before, _weights(model.generator)))
+
+
+def _first_adam_step(optimizer, gradient):
+  """The change Adam's first update makes: lr * m_hat / (sqrt(v_hat) + eps), Keras's form."""
+  g = gradient.numpy()
+  beta_1, beta_2 = optimizer.beta_1, optimizer.beta_2
+  alpha = float(optimizer.learning_rate) * np.sqrt(1 - beta_2) / (1 - beta_1)
+  return alpha * (1 - beta_1) * g / (np.sqrt((1 - beta_2) * g * g) + optimizer.epsilon)
+
+
+def test_simultaneous_update_is_the_tutorials_step(tmp_path):
+  """Both players' gradients come from one generator pass, taken before either update."""
+  model = _gan(tmp_path, update="simultaneous")
+  real = _real(1)[0]
+  generator, discriminator = model.generator, model.discriminator
+  g_before, d_before = _weights(generator), _weights(discriminator)
+  # The expected step, written out independently: the latents the step draws, two tapes,
+  # then both Adam updates (fresh copies of the optimizers, so the model's stay untouched).
+  latents = gan_lib.replica_latents(model.seed, 0, 0, 16, 16, model.latent_dim)
+  with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+    fake = generator(latents, training=True)
+    real_logits = discriminator(real, training=True)
+    fake_logits = discriminator(fake, training=True)
+    d_loss = tf.reduce_mean(tf.nn.softplus(-real_logits) + tf.nn.softplus(fake_logits))
+    g_loss = tf.reduce_mean(tf.nn.softplus(-fake_logits))
+  g_grads = g_tape.gradient(g_loss, generator.trainable_variables)
+  d_grads = d_tape.gradient(d_loss, discriminator.trainable_variables)
+  expected_g = [w - _first_adam_step(model.g_optimizer, g) for w, g in zip(g_before, g_grads)]
+  expected_d = [w - _first_adam_step(model.d_optimizer, g) for w, g in zip(d_before, d_grads)]
+  logs = model.train_step((real,))
+  assert int(model.d_optimizer.iterations.numpy()) == 1
+  assert int(model.g_optimizer.iterations.numpy()) == 1
+  # The model's update equals the one from these gradients: D's update did not see an updated
+  # G, nor G's an updated D.
+  for expected, got in ((expected_g, _weights(generator)), (expected_d, _weights(discriminator))):
+    for want, have in zip(expected, got):
+      np.testing.assert_allclose(have, want, rtol=1e-4, atol=1e-6)
+  assert float(logs["d_loss"]) == pytest.approx(float(d_loss), rel=1e-4)
+  assert float(logs["g_loss"]) == pytest.approx(float(g_loss), rel=1e-4)
+
+
+def test_simultaneous_update_needs_one_discriminator_step(tmp_path):
+  with pytest.raises(ValueError, match="needs --d_steps=1"):
+    _gan(tmp_path, update="simultaneous", d_steps=2)
+  with pytest.raises(ValueError, match="accepted: alternating, simultaneous"):
+    _gan(tmp_path, update="sometimes")

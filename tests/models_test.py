@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tfgan_app import models
+from tfgan_app import tutorial_baseline
 from tfgan_app.models import dcgan
 
 
@@ -162,3 +163,57 @@ def test_dcgan_refuses_points_and_mlp_refuses_bad_widths():
   models.check_example_shape("mlp", (2,))
   with pytest.raises(ValueError, match="hidden_units must be positive"):
     models.build_generator("mlp", 4, (2,), 8, hidden_units=())
+
+
+def test_tf_tutorial_models_are_the_tutorials():
+  generator, discriminator = models.build_models("tf_tutorial", 100, (28, 28, 1), 64, 64,
+                                                 kernel_size=5)
+  images = generator(tf.random.stateless_normal([3, 100], seed=[4, 5]) * 10.0, training=False)
+  assert images.shape == (3, 28, 28, 1) and images.dtype == tf.float32
+  assert -1.0 <= images.numpy().min() and images.numpy().max() <= 1.0
+  logits = discriminator(images, training=False)
+  assert logits.shape == (3, 1) and logits.dtype == tf.float32
+  # Layer for layer the tutorial's (tensorflow.org/tutorials/generative/dcgan).
+  assert generator.project.units == 7 * 7 * 256 and not generator.project.use_bias
+  assert [(layer.filters, layer.kernel_size, layer.strides) for layer in
+          (generator.up0, generator.up1, generator.to_image)] == [
+              (128, (5, 5), (1, 1)), (64, (5, 5), (2, 2)), (1, (5, 5), (2, 2))]
+  assert [(layer.filters, layer.strides) for layer in
+          (discriminator.down0, discriminator.down1)] == [(64, (2, 2)), (128, (2, 2))]
+  assert discriminator.dropout0.rate == discriminator.dropout1.rate == 0.3
+  # Same weights, variable for variable, as an independent transcription of the tutorial.
+  for ours, theirs in ((generator, tutorial_baseline.make_generator_model()),
+                       (discriminator, tutorial_baseline.make_discriminator_model())):
+    assert (sorted(tuple(v.shape) for v in ours.variables)
+            == sorted(tuple(v.shape) for v in theirs.variables))
+
+
+def test_tf_tutorial_discriminator_features_feed_its_logit():
+  _, discriminator = models.build_models("tf_tutorial", 100, (28, 28, 1), 8, 8)
+  images = tf.random.stateless_uniform([4, 28, 28, 1], seed=[1, 1], minval=-1, maxval=1)
+  features = discriminator.features(images, training=False)
+  assert features.shape == (4, 7 * 7 * 16)
+  np.testing.assert_allclose(discriminator.to_logit(features).numpy(),
+                             discriminator(images, training=False).numpy(), rtol=1e-5)
+
+
+def test_tf_tutorial_checkpoint_holds_every_variable(tmp_path):
+  generator, discriminator = models.build_models("tf_tutorial", 16, (28, 28, 1), 8, 8)
+  assert not hasattr(generator, "random_states")
+  assert set(discriminator.random_states()) == {"dropout0", "dropout1"}
+  for model in (generator, discriminator):
+    # Dropout's RNG states are invisible through the model; train.make_checkpoint adds them.
+    random_states = getattr(model, "random_states", dict)()
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / model.name))
+    saved = [name for name, _ in tf.train.list_variables(path) if name.startswith("model/")]
+    assert len(saved) + len(random_states) == len(model.variables)
+
+
+def test_tf_tutorial_refuses_other_image_sizes():
+  with pytest.raises(ValueError, match="makes 28x28 images, got 32x32"):
+    models.build_models("tf_tutorial", 16, (32, 32, 1), 8, 8)
+  with pytest.raises(ValueError, match="makes 28x28 images"):
+    models.check_example_shape("tf_tutorial", (64, 64, 3))
+  models.check_example_shape("tf_tutorial", (28, 28, 3))
+  with pytest.raises(ValueError, match="no such layers"):
+    models.build_models("tf_tutorial", 16, (28, 28, 1), 8, 8, g_refine_blocks=1)

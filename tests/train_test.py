@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -65,9 +66,14 @@ def test_entry_point_writes_every_promised_file(tmp_path, data_dir):
   assert png.shape[-1] == 1 and png.shape[0] == 2 * 28 + 1
 
 
-def test_resume_reaches_the_weights_of_an_uninterrupted_run(tmp_path, data_dir):
+@pytest.mark.parametrize("overrides", [
+    {},
+    # Dropout in D (its random state must be checkpointed) and the simultaneous update.
+    {"architecture": "tf_tutorial", "kernel_size": 5, "update": "simultaneous"},
+], ids=["dcgan", "tf_tutorial_simultaneous"])
+def test_resume_reaches_the_weights_of_an_uninterrupted_run(tmp_path, data_dir, overrides):
   straight = tiny_config(tmp_path / "straight", data_dir, train_steps=6, checkpoint_every=3,
-                         export=False)
+                         export=False, **overrides)
   train.train_and_export(straight)
   interrupted = straight.with_updates(workdir=str(tmp_path / "resumed"), train_steps=3)
   assert train.train_and_export(interrupted).step == 3
@@ -127,6 +133,13 @@ def finished_run(tmp_path_factory):
      "checkpoint 'dcgan', flags 'gmm'"),
     (["--architecture=gmm", "--strategy=mirrored"], "--architecture=gmm fits on one device"),
     (["--gmm_components=0"], "--gmm_components=0: must be a positive number"),
+    (["--steps_per_execution=3"], "--train_steps=4 is not a multiple of --steps_per_execution=3"),
+    (["--steps_per_execution=2", "--log_every=3"],
+     "--log_every=3 is not a multiple of --steps_per_execution=2"),
+    (["--update=simultaneous", "--d_steps=2"], "--update=simultaneous needs --d_steps=1"),
+    (["--update=sometimes"], "--update=sometimes: value should be one of"),
+    (["--intra_op_threads=-1"], "--intra_op_threads=-1: must be >= 0"),
+    (["--architecture=tf_tutorial", "--image_size=32"], "makes 28x28 images, got 32x32"),
 ])
 def test_bad_input_fails_in_one_line_and_changes_nothing(finished_run, data_dir, extra, message):
   workdir = finished_run
@@ -297,6 +310,20 @@ def test_toy_resume_with_dropout_reaches_the_uninterrupted_weights(tmp_path):
   got = _checkpoint_values(str(tmp_path / "resumed"))
   assert set(expected) == set(got)
   assert any(name.startswith("discriminator_random/") for name in got)  # Dropout's RNG.
+
+
+def test_steps_per_execution_trains_the_same_steps_and_saves_at_the_same_steps(tmp_path,
+                                                                               data_dir):
+  one = tiny_config(tmp_path / "one", data_dir, train_steps=4, checkpoint_every=2, export=False)
+  train.train_and_export(one)
+  two = one.with_updates(workdir=str(tmp_path / "two"), steps_per_execution=2)
+  result = train.train_and_export(two)
+  assert result.step == 4
+  assert sorted(os.listdir(os.path.join(two.workdir, "samples"))) == [
+      "step_0000002.png", "step_0000004.png"]
+  index = tf.train.get_checkpoint_state(os.path.join(two.workdir, train.CHECKPOINT_DIR))
+  assert [os.path.basename(p) for p in index.all_model_checkpoint_paths] == ["ckpt-2", "ckpt-4"]
+  expected, got = _checkpoint_values(one.workdir), _checkpoint_values(two.workdir)
   for name in expected:
     np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
 
@@ -353,3 +380,17 @@ def test_gaussian1d_run_draws_densities_and_exports_one_dimensional_samples(tmp_
   serve = tf.saved_model.load(result.export_path).signatures[export.SERVING_SIGNATURE]
   assert serve(**{export.LATENTS: tf.zeros([3, 1])})[export.SAMPLES].shape == (3, 1)
   assert export.read_metadata(result.export_path)["sample_shape"] == [1]
+
+
+def test_mixed_float16_scales_both_losses(tmp_path, data_dir):
+  config = tiny_config(tmp_path / "run", data_dir, train_steps=2, checkpoint_every=2,
+                       export=False, mixed_precision="mixed_float16", deterministic=False)
+  try:
+    result = train.train_and_export(config)
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  assert result.step == 2 and all(np.isfinite(v) for v in result.last_logs.values())
+  names = set(_checkpoint_values(config.workdir))
+  # Each player's LossScaleOptimizer keeps its own dynamic scale.
+  for player in ("g_optimizer", "d_optimizer"):
+    assert any(name.startswith(player) and "dynamic_scale" in name for name in names), names

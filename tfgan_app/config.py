@@ -13,6 +13,7 @@ from typing import Optional
 LOSSES = ("non_saturating", "minimax")
 # standard: the --loss generator loss; feature_matching: Salimans et al. 2016 §3.1.
 G_OBJECTIVES = ("standard", "feature_matching")
+MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def parse_units(text: str) -> typing.Tuple[int, ...]:
@@ -59,6 +60,9 @@ class TrainConfig:
   deterministic: bool = False
   steps_per_execution: int = 1
   mixed_precision: str = "float32"
+  jit_compile: bool = False
+  intra_op_threads: int = 0  # 0: TensorFlow's default (one per core).
+  inter_op_threads: int = 0  # 0: TensorFlow's default.
   # Distribution.
   strategy: str = "auto"
   num_cpu_replicas: int = 1
@@ -80,6 +84,7 @@ class TrainConfig:
   d_dropout: float = 0.5
   # Objective and optimisation.
   d_steps: int = 1
+  update: str = "alternating"
   label_smoothing: float = 0.0
   loss: str = "non_saturating"
   g_objective: str = "standard"

@@ -10,6 +10,7 @@ from absl import flags
 
 from tfgan_app import config as config_lib
 from tfgan_app import distribute
+from tfgan_app import gan
 from tfgan_app import metrics
 from tfgan_app import models
 
@@ -48,11 +49,24 @@ flags.DEFINE_integer("seed", _DEFAULTS.seed,
 flags.DEFINE_boolean("deterministic", _DEFAULTS.deterministic,
                      "Enable TensorFlow op determinism: bit-exact reruns, somewhat slower.")
 flags.DEFINE_integer("steps_per_execution", _DEFAULTS.steps_per_execution,
-                     "Training steps per tf.function call (fewer host round trips).")
+                     "Training steps per tf.function call (fewer host round trips). Callbacks "
+                     "run between calls, so --train_steps, --log_every, --sample_every, "
+                     "--checkpoint_every and --eval_every must be multiples of it.")
 flags.DEFINE_enum("mixed_precision", _DEFAULTS.mixed_precision,
-                  ["float32", "mixed_bfloat16"],
+                  list(config_lib.MIXED_PRECISION_POLICIES),
                   "Keras dtype policy: mixed_bfloat16 computes in bfloat16 with float32 weights "
-                  "(fast on CPUs with AVX512-BF16/AMX and on TPUs/recent GPUs).")
+                  "(fast on CPUs with AVX512-BF16 or AMX, TPUs, recent GPUs); mixed_float16 "
+                  "computes in float16 with dynamic loss scaling of both players' losses "
+                  "(GPUs with float16 tensor cores).")
+flags.DEFINE_boolean("jit_compile", _DEFAULTS.jit_compile,
+                     "Compile the training step with XLA. Measured slower on the 2-core "
+                     "reference CPU (README, Performance); try it on GPUs.")
+flags.DEFINE_integer("intra_op_threads", _DEFAULTS.intra_op_threads,
+                     "Threads one TensorFlow op may use (tf.config.threading); 0: TensorFlow's "
+                     "default, one per core.")
+flags.DEFINE_integer("inter_op_threads", _DEFAULTS.inter_op_threads,
+                     "Independent TensorFlow ops run at once (tf.config.threading); 0: "
+                     "TensorFlow's default.")
 # Distribution.
 flags.DEFINE_enum("strategy", _DEFAULTS.strategy, distribute.STRATEGIES,
                   "tf.distribute strategy: auto (mirrored over all GPUs when there are several, "
@@ -107,6 +121,12 @@ flags.DEFINE_integer("minibatch_kernel_dim", _DEFAULTS.minibatch_kernel_dim,
 # Objective and optimisation.
 flags.DEFINE_integer("d_steps", _DEFAULTS.d_steps,
                      "k: discriminator updates per generator update (Goodfellow et al. 2014).")
+flags.DEFINE_enum("update", _DEFAULTS.update, list(gan.UPDATES),
+                  "alternating: --d_steps discriminator updates, then a generator update on "
+                  "fresh latents through the updated discriminator (Goodfellow et al. 2014, "
+                  "Algorithm 1). simultaneous: both players' gradients from one generator pass, "
+                  "applied together (TensorFlow's DCGAN tutorial; about 20% fewer FLOPs per "
+                  "image); needs --d_steps=1.")
 flags.DEFINE_float("label_smoothing", _DEFAULTS.label_smoothing,
                    "One-sided label smoothing (Salimans et al. 2016): D's target for real images "
                    "is 1 - label_smoothing, in [0, 1); fake targets stay 0.")
@@ -170,6 +190,14 @@ flags.register_validator("image_size", lambda value: value is None or value > 0,
                          message="must be a positive number of pixels (e.g. 28, 32, 64)")
 flags.register_validator("seed", lambda value: value >= 0, message="must be >= 0")
 flags.register_validator("g_refine_blocks", lambda value: value >= 0, message="must be >= 0")
+for _name in ("intra_op_threads", "inter_op_threads"):
+  flags.register_validator(_name, lambda value: value >= 0,
+                           message="must be >= 0 (0: TensorFlow's default)")
+flags.register_multi_flags_validator(
+    ["update", "d_steps"],
+    lambda values: values["update"] != "simultaneous" or values["d_steps"] == 1,
+    message="--update=simultaneous needs --d_steps=1 (use --update=alternating for several "
+            "discriminator steps)")
 flags.register_validator("lr_decay_start", lambda value: 0.0 <= value <= 1.0,
                          message="must be in [0, 1]")
 flags.register_validator("eval_every", lambda value: value >= 0,

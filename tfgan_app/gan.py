@@ -1,7 +1,12 @@
 """The GAN as a `keras.Model` whose `train_step` plays the minimax game.
 
-One training step (Goodfellow et al. 2014, Algorithm 1): `d_steps` discriminator updates, each
-on its own real batch and fresh latents, then one generator update. No I/O, no flags.
+Two update schemes (`update`):
+- `alternating` (Goodfellow et al. 2014, Algorithm 1): `d_steps` discriminator updates, each on
+  its own real batch and fresh latents, then one generator update on fresh latents through the
+  updated discriminator (the generator runs forward once more for its own step).
+- `simultaneous` (TensorFlow's DCGAN tutorial): one generator forward pass on one latent batch;
+  both players' gradients are taken from it and both are applied. Needs `d_steps` = 1.
+No I/O, no flags.
 
 Written for `tf.distribute`: losses are averaged over the global batch, logged values are
 all-reduced to global means (the same numbers one replica would log for the same global batch),
@@ -20,6 +25,21 @@ from tfgan_app import losses
 
 # Purposes folded into the latent seed, so that D and G steps never share latents.
 _GENERATOR_STEP = 1 << 20
+UPDATES = ("alternating", "simultaneous")
+
+
+def check_update(update: str, d_steps: int, g_objective: str = "standard") -> None:
+  """Raises ValueError, naming what is accepted, for an unknown or unusable update scheme."""
+  if update not in UPDATES:
+    raise ValueError(f"unknown update {update!r}; accepted: {', '.join(UPDATES)}")
+  if update == "simultaneous" and d_steps != 1:
+    raise ValueError(f"--update=simultaneous updates both players from one generator pass and "
+                     f"needs --d_steps=1, got --d_steps={d_steps}; use --update=alternating "
+                     "for several discriminator steps")
+  if update == "simultaneous" and g_objective != "standard":
+    raise ValueError(f"--update=simultaneous takes the generator's gradient from D's logits and "
+                     f"needs --g_objective=standard, got --g_objective={g_objective}; use "
+                     "--update=alternating")
 
 
 def latent_seed(seed, step, purpose) -> tf.Tensor:
@@ -78,7 +98,8 @@ class GAN(keras.Model):
   def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int,
                d_steps: int = 1, loss: str = "non_saturating", seed: int = 0,
                ema_generator: Optional[keras.Model] = None, ema_decay: float = 0.999,
-               label_smoothing: float = 0.0, g_objective: str = "standard", **kwargs):
+               label_smoothing: float = 0.0, g_objective: str = "standard",
+               update: str = "alternating", **kwargs):
     """Assembles the GAN.
 
     Args:
@@ -95,8 +116,15 @@ class GAN(keras.Model):
         (G minimises ||E f(x) - E f(G(z))||^2 over `discriminator.features`, Salimans et al.
         2016 §3.1, with x the last discriminator step's real batch and both means over the
         global batch).
+      update: `alternating` or `simultaneous` (see the module docstring).
+
+    Raises:
+      ValueError: an unknown update or g_objective, or `simultaneous` with d_steps != 1 or
+        feature matching.
     """
+    check_update(update, d_steps, g_objective)
     super().__init__(**kwargs)
+    self.update = update
     self.generator = generator
     self.discriminator = discriminator
     self.ema_generator = ema_generator
@@ -168,6 +196,25 @@ class GAN(keras.Model):
 
     tf.distribute.get_replica_context().merge_call(update)
 
+  @staticmethod
+  def _scaled(optimizer, loss):
+    # Under mixed_float16 the optimizers are keras.optimizers.LossScaleOptimizer: gradients of
+    # the scaled loss keep small float16 values from flushing to zero, and `apply` unscales
+    # them (and skips the update when they overflowed).
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+      return optimizer.scale_loss(loss)
+    return loss
+
+  def _discriminator_loss(self, real_logits, fake_logits, global_batch):
+    per_example = losses.minimax_discriminator_loss_per_example(
+        real_logits, fake_logits, label_smoothing=self.label_smoothing)
+    return per_example, losses.global_batch_mean(per_example, global_batch)
+
+  @staticmethod
+  def _apply(optimizer, tape, scaled_loss, model):
+    grads = tape.gradient(scaled_loss, model.trainable_variables)
+    optimizer.apply(grads, model.trainable_variables)
+
   def _discriminator_step(self, real_images, index, global_batch):
     local_batch = tf.shape(real_images)[0]
     latents = replica_latents(self.seed, self.step, index, global_batch, local_batch,
@@ -176,11 +223,10 @@ class GAN(keras.Model):
     with tf.GradientTape() as tape:
       real_logits = self.discriminator(real_images, training=True)
       fake_logits = self.discriminator(fake_images, training=True)
-      per_example = losses.minimax_discriminator_loss_per_example(
-          real_logits, fake_logits, label_smoothing=self.label_smoothing)
-      loss = losses.global_batch_mean(per_example, global_batch)
-    grads = tape.gradient(loss, self.discriminator.trainable_variables)
-    self.d_optimizer.apply(grads, self.discriminator.trainable_variables)
+      per_example, loss = self._discriminator_loss(real_logits, fake_logits, global_batch)
+      # Scaled inside the tape: the tape must record the multiplication.
+      scaled_loss = self._scaled(self.d_optimizer, loss)
+    self._apply(self.d_optimizer, tape, scaled_loss, self.discriminator)
     return per_example, real_logits, fake_logits
 
   def _generator_step(self, real_images, global_batch, local_batch):
@@ -201,9 +247,32 @@ class GAN(keras.Model):
         per_example = self._generator_loss(self.discriminator(fake_images, training=True))
         loss = losses.global_batch_mean(per_example, global_batch)
         logged = _global_mean(tf.reduce_sum(per_example), tf.size(per_example))
-    grads = tape.gradient(loss, self.generator.trainable_variables)
-    self.g_optimizer.apply(grads, self.generator.trainable_variables)
+      # Scaled inside the tape: the tape must record the multiplication.
+      scaled_loss = self._scaled(self.g_optimizer, loss)
+    self._apply(self.g_optimizer, tape, scaled_loss, self.generator)
     return logged
+
+  def _simultaneous_step(self, real_images, global_batch):
+    """Both players' updates from one generator pass (the tutorial's step)."""
+    local_batch = tf.shape(real_images)[0]
+    latents = replica_latents(self.seed, self.step, 0, global_batch, local_batch,
+                              self.latent_dim)
+    with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+      fake_images = self.generator(latents, training=True)
+      real_logits = self.discriminator(real_images, training=True)
+      fake_logits = self.discriminator(fake_images, training=True)
+      d_per_example, d_loss = self._discriminator_loss(real_logits, fake_logits, global_batch)
+      g_per_example = self._generator_loss(fake_logits)
+      g_loss = losses.global_batch_mean(g_per_example, global_batch)
+      scaled_d_loss = self._scaled(self.d_optimizer, d_loss)
+      scaled_g_loss = self._scaled(self.g_optimizer, g_loss)
+    # Both gradients are taken before either update, so each player sees the other's weights
+    # as they were in the forward pass.
+    d_grads = d_tape.gradient(scaled_d_loss, self.discriminator.trainable_variables)
+    g_grads = g_tape.gradient(scaled_g_loss, self.generator.trainable_variables)
+    self.d_optimizer.apply(d_grads, self.discriminator.trainable_variables)
+    self.g_optimizer.apply(g_grads, self.generator.trainable_variables)
+    return d_per_example, real_logits, fake_logits, g_per_example
 
   def train_step(self, data):
     real_batches = data if isinstance(data, (tuple, list)) else (data,)
@@ -214,10 +283,15 @@ class GAN(keras.Model):
     local_batch = tf.shape(real_batches[0])[0]
     global_batch = local_batch * replicas
 
-    for index, real_images in enumerate(real_batches):
-      d_per_example, real_logits, fake_logits = self._discriminator_step(
-          real_images, index, global_batch)
-    g_loss = self._generator_step(real_batches[-1], global_batch, local_batch)
+    if self.update == "simultaneous":
+      d_per_example, real_logits, fake_logits, g_per_example = self._simultaneous_step(
+          real_batches[0], global_batch)
+      g_loss = _global_mean(tf.reduce_sum(g_per_example), tf.size(g_per_example))
+    else:
+      for index, real_images in enumerate(real_batches):
+        d_per_example, real_logits, fake_logits = self._discriminator_step(
+            real_images, index, global_batch)
+      g_loss = self._generator_step(real_batches[-1], global_batch, local_batch)
     if self.ema_generator is not None:
       self._update_ema()
     self.step.assign_add(1)

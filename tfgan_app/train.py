@@ -156,6 +156,7 @@ def build_gan(config, image_shape) -> gan_lib.GAN:
   model = gan_lib.GAN(generator, discriminator, latent_dim=config.latent_dim,
                       d_steps=config.d_steps, loss=config.loss, seed=config.seed,
                       label_smoothing=config.label_smoothing, g_objective=config.g_objective,
+                      update=config.update,
                       ema_generator=ema_generator, ema_decay=config.ema_decay)
   if ema_generator is not None:
     model.reset_ema()
@@ -165,12 +166,20 @@ def build_gan(config, image_shape) -> gan_lib.GAN:
     return schedules.LinearDecayToZero(initial, config.train_steps * updates_per_step,
                                        config.lr_decay_start)
 
+  def optimizer(initial, updates_per_step):
+    adam = keras.optimizers.Adam(learning_rate(initial, updates_per_step), beta_1=config.beta1,
+                                 beta_2=config.beta2)
+    if config.mixed_precision == "mixed_float16":
+      # float16 gradients underflow without loss scaling; both players need their own scale
+      # (gan.GAN scales each loss with its optimizer's current scale).
+      return keras.optimizers.LossScaleOptimizer(adam)
+    return adam
+
   model.compile(
-      d_optimizer=keras.optimizers.Adam(learning_rate(config.d_lr, config.d_steps),
-                                        beta_1=config.beta1, beta_2=config.beta2),
-      g_optimizer=keras.optimizers.Adam(learning_rate(config.g_lr, 1),
-                                        beta_1=config.beta1, beta_2=config.beta2),
-      steps_per_execution=config.steps_per_execution)
+      d_optimizer=optimizer(config.d_lr, config.d_steps),
+      g_optimizer=optimizer(config.g_lr, 1),
+      steps_per_execution=config.steps_per_execution,
+      jit_compile=config.jit_compile)
   return model
 
 
@@ -179,6 +188,50 @@ def build_model(config, image_shape):
   if config.architecture == models.GMM:
     return maximum_likelihood.build_run(config.gmm_components, image_shape, config.seed)
   return build_gan(config, image_shape)
+
+
+def configure_threads(intra_op_threads: int, inter_op_threads: int) -> None:
+  """Sets TensorFlow's thread pools (0 leaves TensorFlow's default).
+
+  Raises:
+    ConfigError: the runtime already runs with other settings (they are fixed at its start).
+  """
+  for value, getter, setter, name in (
+      (intra_op_threads, tf.config.threading.get_intra_op_parallelism_threads,
+       tf.config.threading.set_intra_op_parallelism_threads, "intra_op_threads"),
+      (inter_op_threads, tf.config.threading.get_inter_op_parallelism_threads,
+       tf.config.threading.set_inter_op_parallelism_threads, "inter_op_threads")):
+    if value and getter() != value:
+      try:
+        setter(value)
+      except RuntimeError as error:
+        raise ConfigError(f"--{name}={value} cannot be applied: TensorFlow already started "
+                          f"with {getter() or 'its default'} ({error})") from error
+
+
+def check_steps_per_execution(config, start_step: int = 0) -> None:
+  """Keras runs callbacks only between executions of `steps_per_execution` steps.
+
+  Logging, sampling, checkpoints, evaluation and the end of training therefore happen at the
+  right steps only when their intervals are multiples of it; otherwise the run would silently
+  log, save or stop at other steps.
+
+  Raises:
+    ConfigError: naming the flag that is not a multiple.
+  """
+  every = config.steps_per_execution
+  if every == 1:
+    return
+  intervals = {"train_steps": config.train_steps, "log_every": config.log_every,
+               "sample_every": config.sample_every, "checkpoint_every": config.checkpoint_every,
+               "eval_every": config.eval_every}
+  for name, value in intervals.items():
+    if value % every:
+      raise ConfigError(f"--{name}={value} is not a multiple of --steps_per_execution={every}; "
+                        "callbacks run only between executions, so use multiples of it")
+  if start_step % every:
+    raise ConfigError(f"the run resumes at step {start_step}, not a multiple of "
+                      f"--steps_per_execution={every}; resume with a divisor of {start_step}")
 
 
 def make_checkpoint(model) -> tf.train.Checkpoint:
@@ -192,7 +245,7 @@ def make_checkpoint(model) -> tf.train.Checkpoint:
   if model.ema_generator is not None:
     objects["ema_generator"] = model.ema_generator
   random_states = getattr(model.discriminator, "random_states", dict)()
-  if random_states:  # Dropout masks (models/mlp.py): exact resume needs their RNG state.
+  if random_states:  # Dropout masks (mlp, tf_tutorial): exact resume needs their RNG state.
     objects["discriminator_random"] = tf.train.Checkpoint(**random_states)
   return tf.train.Checkpoint(**objects)
 
@@ -272,6 +325,10 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
     if gmm and config.strategy not in ("auto", "default"):
       raise ConfigError(f"--architecture=gmm fits on one device (EM over the whole split); "
                         f"--strategy={config.strategy} is not supported, use auto or default")
+    configure_threads(config.intra_op_threads, config.inter_op_threads)
+    check_steps_per_execution(config)
+    if not gmm:
+      gan_lib.check_update(config.update, config.d_steps, config.g_objective)
     strategy = distribute.build_strategy(config.strategy, config.num_cpu_replicas, config.tpu)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
@@ -319,6 +376,7 @@ def _train_locked(config, strategy, model, info, spec, chief) -> TrainResult:
   restored = restore_latest(checkpoint, os.path.join(config.workdir, CHECKPOINT_DIR),
                             config.workdir)
   start_step = int(model.step.numpy())
+  check_steps_per_execution(config, start_step)
   if restored:
     print(f"Resumed from {restored} at step {start_step}", flush=True)
 

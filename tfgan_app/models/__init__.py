@@ -7,8 +7,9 @@ import keras
 from tfgan_app.models import dcgan
 from tfgan_app.models import minibatch_discrimination
 from tfgan_app.models import mlp
+from tfgan_app.models import tf_tutorial
 
-GAN_ARCHITECTURES = ("dcgan", "mlp")
+GAN_ARCHITECTURES = ("dcgan", "mlp", "tf_tutorial")
 # Not a GAN: the maximum-likelihood baseline, a Gaussian mixture (models/gmm.py) fitted by
 # tfgan_app/maximum_likelihood.py.
 GMM = "gmm"
@@ -27,11 +28,11 @@ def _check(architecture):
 def check_example_shape(architecture: str, example_shape: Sequence[int]) -> None:
   """Raises ValueError, naming what is accepted, when `architecture` cannot model the data.
 
-  dcgan needs square images [H, W, C] of a size DCGAN can upsample to; mlp takes images or
-  points [D]; gmm (not a GAN) takes images.
+  dcgan needs square images [H, W, C] of a size DCGAN can upsample to; tf_tutorial 28x28
+  images; mlp takes images or points [D]; gmm (not a GAN) takes images.
   """
   shape = tuple(example_shape)
-  if architecture in ("dcgan", GMM) and len(shape) != 3:
+  if architecture in ("dcgan", "tf_tutorial", GMM) and len(shape) != 3:
     raise ValueError(f"--architecture={architecture} needs images [H, W, C]; the dataset's "
                      f"examples are {len(shape)}-D points: use --architecture=mlp")
   if architecture == GMM:
@@ -39,6 +40,17 @@ def check_example_shape(architecture: str, example_shape: Sequence[int]) -> None
   _check(architecture)
   if architecture == "dcgan":
     dcgan.upsampling_plan(shape[0])
+  if architecture == "tf_tutorial":
+    tf_tutorial.check_shape(shape)
+
+
+def _check_dcgan_options(architecture, **options):
+  # Refinement blocks and minibatch discrimination are layers of other architectures; the
+  # tutorial's models stay as the tutorial wrote them.
+  used = [f"--{name}={value}" for name, value in options.items() if value]
+  if architecture == "tf_tutorial" and used:
+    raise ValueError(f"{', '.join(used)}: --architecture=tf_tutorial has no such layers "
+                     "(they are options of dcgan)")
 
 
 # Both builders create the weights now, inside whatever strategy scope the caller holds: a Keras 3
@@ -58,8 +70,13 @@ def build_generator(architecture: str, latent_dim: int, image_shape: Sequence[in
   `refine_blocks` apply to dcgan, `hidden_units` to mlp.
   """
   check_example_shape(architecture, image_shape)
+  _check_dcgan_options(architecture, g_refine_blocks=refine_blocks)
   if architecture == "mlp":
     generator = mlp.Generator(latent_dim, image_shape, hidden_units=hidden_units, name=name)
+  elif architecture == "tf_tutorial":
+    generator = tf_tutorial.Generator(latent_dim, image_shape, filters=filters,
+                                      sync_batchnorm=sync_batchnorm, kernel_size=kernel_size,
+                                      name=name)
   else:
     generator = dcgan.Generator(latent_dim, image_shape, filters=filters,
                                 sync_batchnorm=sync_batchnorm, kernel_size=kernel_size,
@@ -82,7 +99,12 @@ def build_discriminator(architecture: str, image_shape: Sequence[int], filters: 
   to mlp.
   """
   check_example_shape(architecture, image_shape)
-  if architecture == "mlp":
+  _check_dcgan_options(architecture, minibatch_kernels=minibatch_kernels)
+  if architecture == "tf_tutorial":
+    discriminator = tf_tutorial.Discriminator(image_shape, filters=filters,
+                                              sync_batchnorm=sync_batchnorm,
+                                              kernel_size=kernel_size, name="discriminator")
+  elif architecture == "mlp":
     discriminator = mlp.Discriminator(image_shape, hidden_units=hidden_units, dropout=dropout,
                                       minibatch_kernels=minibatch_kernels,
                                       minibatch_kernel_dim=minibatch_kernel_dim,
