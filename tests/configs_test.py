@@ -66,3 +66,20 @@ def test_gan_mnist_config_is_an_mlp_gan_on_mnist():
   assert config.d_dropout > 0  # Goodfellow et al. trained D with dropout.
   for every in (config.log_every, config.sample_every, config.checkpoint_every):
     assert every % config.steps_per_execution == 0
+
+
+def test_tf_tutorial_config_is_the_tutorials_recipe():
+  app_flags.FLAGS.unparse_flags()
+  try:
+    app_flags.FLAGS(["train",
+                     f"--flagfile={os.path.join(REPO_ROOT, 'configs', 'tf_tutorial.cfg')}"])
+    config = app_flags.config_from_flags()
+  finally:
+    app_flags.FLAGS.unparse_flags()
+  assert config.architecture == "tf_tutorial" and config.dataset == "mnist"
+  assert (config.latent_dim, config.batch_size, config.kernel_size) == (100, 256, 5)
+  assert (config.g_filters, config.d_filters) == (64, 64)
+  # Adam(1e-4) with Keras's default betas for both players; the tutorial's losses.
+  assert (config.g_lr, config.d_lr, config.beta1, config.beta2) == (1e-4, 1e-4, 0.9, 0.999)
+  assert config.loss == "non_saturating" and config.label_smoothing == 0.0
+  assert config.update == "alternating" and config.d_steps == 1 and config.ema_decay == 0.0

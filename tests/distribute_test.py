@@ -56,7 +56,8 @@ def _assert_same_weights(expected, got):
 
 @pytest.mark.parametrize("extra", [["--d_steps=1"], ["--d_steps=2"],
                                    # Its loss is of global-batch feature means (gan.py).
-                                   ["--g_objective=feature_matching"]], ids=" ".join)
+                                   ["--g_objective=feature_matching"],
+                                   ["--update=simultaneous"]], ids=" ".join)
 def test_two_replicas_train_like_one(tmp_path, extra):
   flags = ["--sync_batchnorm", *extra]
   _train(tmp_path / "one", "--strategy=default", *flags)

@@ -68,10 +68,13 @@ KEYS = ("config", "architecture", "update", "mixed_precision", "batch_size", "d_
         "timed_steps", "repeats", "images_per_sec", "ms_per_step", "cpu_ms_per_step",
         "train_flops_per_image", "achieved_flops_per_sec", "matmul_float32_flops_per_sec",
         "matmul_bfloat16_flops_per_sec", "fraction_of_float32_peak",
-        "fraction_of_bfloat16_peak", "sample_images_per_sec", "sample_batch_size")
+        "fraction_of_bfloat16_peak", "sample_images_per_sec", "sample_batch_size",
+        "flops_per_cpu_sec", "matmul_float32_flops_per_cpu_sec",
+        "matmul_bfloat16_flops_per_cpu_sec", "cpu_fraction_of_float32_peak",
+        "cpu_fraction_of_bfloat16_peak")
 BASELINE_KEYS = ("baseline_images_per_sec", "baseline_ms_per_step", "baseline_cpu_ms_per_step",
                  "baseline_train_flops_per_image", "baseline_achieved_flops_per_sec",
-                 "speedup_vs_baseline")
+                 "speedup_vs_baseline", "cpu_speedup_vs_baseline")
 
 
 class BenchmarkError(ValueError):
@@ -241,6 +244,12 @@ def run_benchmark(config: config_lib.TrainConfig, options: Options,
   peak_float32 = matmul_flops / statistics.median(timings["float32"].wall)
   peak_bfloat16 = matmul_flops / statistics.median(timings["bfloat16"].wall)
   achieved = step_flops.per_real_image * images_per_sec
+  cpu_ms_per_step = 1000 * statistics.median(timings["ours"].cpu) / steps
+  # The same figures per CPU-second of this process: on a machine shared with other work, wall
+  # time depends on everyone's load; the CPU time a step costs hardly does.
+  per_cpu_second = step_flops.per_real_image * images_per_step * 1000 / cpu_ms_per_step
+  cpu_peak_float32 = matmul_flops / statistics.median(timings["float32"].cpu)
+  cpu_peak_bfloat16 = matmul_flops / statistics.median(timings["bfloat16"].cpu)
   result = {
       "config": config_name, "architecture": config.architecture, "update": config.update,
       "mixed_precision": config.mixed_precision, "batch_size": config.batch_size,
@@ -248,23 +257,32 @@ def run_benchmark(config: config_lib.TrainConfig, options: Options,
       "jit_compile": config.jit_compile, "intra_op_threads": config.intra_op_threads,
       "inter_op_threads": config.inter_op_threads, "timed_steps": steps,
       "repeats": options.repeats, "images_per_sec": images_per_sec, "ms_per_step": ms_per_step,
-      "cpu_ms_per_step": 1000 * statistics.median(timings["ours"].cpu) / steps,
+      "cpu_ms_per_step": cpu_ms_per_step,
       "train_flops_per_image": step_flops.per_real_image, "achieved_flops_per_sec": achieved,
       "matmul_float32_flops_per_sec": peak_float32,
       "matmul_bfloat16_flops_per_sec": peak_bfloat16,
       "fraction_of_float32_peak": achieved / peak_float32,
       "fraction_of_bfloat16_peak": achieved / peak_bfloat16,
       "sample_batch_size": options.sample_batch_size,
+      "flops_per_cpu_sec": per_cpu_second,
+      "matmul_float32_flops_per_cpu_sec": cpu_peak_float32,
+      "matmul_bfloat16_flops_per_cpu_sec": cpu_peak_bfloat16,
+      "cpu_fraction_of_float32_peak": per_cpu_second / cpu_peak_float32,
+      "cpu_fraction_of_bfloat16_peak": per_cpu_second / cpu_peak_bfloat16,
   }
   if options.baseline:
     baseline_ms = 1000 * statistics.median(timings["baseline"].wall) / steps
     baseline_rate = config.batch_size * 1000 / baseline_ms
+    baseline_cpu_ms = 1000 * statistics.median(timings["baseline"].cpu) / steps
     result.update({
         "baseline_images_per_sec": baseline_rate, "baseline_ms_per_step": baseline_ms,
-        "baseline_cpu_ms_per_step": 1000 * statistics.median(timings["baseline"].cpu) / steps,
+        "baseline_cpu_ms_per_step": baseline_cpu_ms,
         "baseline_train_flops_per_image": baseline_flops.per_real_image,
         "baseline_achieved_flops_per_sec": baseline_flops.per_real_image * baseline_rate,
         "speedup_vs_baseline": images_per_sec / baseline_rate,
+        # Per real image: CPU time per image of the tutorial's loop over ours.
+        "cpu_speedup_vs_baseline": (baseline_cpu_ms / config.batch_size) / (
+            cpu_ms_per_step / images_per_step),
     })
   result["sample_images_per_sec"] = _sampling_speed(
       model.sampling_generator, config.latent_dim, options.sample_batch_size, options.repeats)
@@ -287,6 +305,11 @@ def format_report(result: Dict[str, object]) -> str:
       f"{100 * result['fraction_of_bfloat16_peak']:.0f}% of the bfloat16 one",
       f"peaks:    matmul float32 {result['matmul_float32_flops_per_sec'] / giga:.1f} GFLOP/s, "
       f"bfloat16 {result['matmul_bfloat16_flops_per_sec'] / giga:.1f} GFLOP/s (same run)",
+      f"per CPU-second: ours {result['flops_per_cpu_sec'] / giga:.1f} GFLOP, matmul float32 "
+      f"{result['matmul_float32_flops_per_cpu_sec'] / giga:.1f}, bfloat16 "
+      f"{result['matmul_bfloat16_flops_per_cpu_sec'] / giga:.1f} -> "
+      f"{100 * result['cpu_fraction_of_float32_peak']:.0f}% / "
+      f"{100 * result['cpu_fraction_of_bfloat16_peak']:.0f}% of the peaks",
   ]
   if "baseline_images_per_sec" in result:
     lines += [
@@ -295,7 +318,8 @@ def format_report(result: Dict[str, object]) -> str:
         f"({result['baseline_cpu_ms_per_step']:.0f} CPU ms/step), "
         f"{result['baseline_train_flops_per_image'] / giga:.4f} GFLOP per real image -> "
         f"{result['baseline_achieved_flops_per_sec'] / giga:.1f} GFLOP/s",
-        f"speedup:  {result['speedup_vs_baseline']:.2f}x the tutorial loop's images/s",
+        f"speedup:  {result['speedup_vs_baseline']:.2f}x the tutorial loop's images/s "
+        f"({result['cpu_speedup_vs_baseline']:.2f}x per CPU-second)",
     ]
   lines.append(f"sampling: {result['sample_images_per_sec']:8.1f} images/s from the exported "
                f"generator at batch {result['sample_batch_size']}")
