@@ -1,7 +1,7 @@
 """Training speed of a config on this machine, and how close it runs to the machine's limit.
 
   python -m tfgan_app.benchmark --flagfile=configs/tf_tutorial.cfg --baseline
-  # about 3 minutes on 2 CPU cores; the last stdout line is one JSON object
+  # about 2 minutes on an idle 2-core CPU (10-15 under heavy load); the last line is JSON
 
 Builds the config's models exactly as `tfgan_app.train` does (same flags, strategy, dtype
 policy, `steps_per_execution`, `jit_compile`, threads) and times Keras's own compiled train

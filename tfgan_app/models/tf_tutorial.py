@@ -1,4 +1,6 @@
-"""The generator and discriminator of TensorFlow's DCGAN tutorial (tensorflow.org/tutorials/generative/dcgan).
+"""The generator and discriminator of TensorFlow's DCGAN tutorial.
+
+tensorflow.org/tutorials/generative/dcgan.
 
 Kept layer for layer, so that users can compare our training loop with the tutorial's like for
 like (configs/tf_tutorial.cfg, `python -m tfgan_app.benchmark --baseline`):
