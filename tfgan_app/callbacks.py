@@ -140,7 +140,8 @@ class ToyMonitor(keras.callbacks.Callback):
 
   def __init__(self, writer, sample_dir: str, distribution: toy_data.GaussianMixture,
                latents: tf.Tensor, sample_every: int, metrics_file: Optional[str] = None,
-               seed: int = 0, print_fn: Optional[Callable] = print):
+               seed: int = 0, print_fn: Optional[Callable] = print,
+               d_batch_size: int = 256):
     """Configures the monitor.
 
     Args:
@@ -152,8 +153,12 @@ class ToyMonitor(keras.callbacks.Callback):
       metrics_file: JSONL file to append each measurement to, or None.
       seed: seed of the real points drawn for the picture.
       print_fn: called with one summary line per measurement; None for silence.
+      d_batch_size: points per call of D when drawing its surface (the training batch size).
+        With --minibatch_discrimination D(x) depends on the rest of its batch, and all
+        100,000 grid points in one batch would need [N, N, kernels] pairwise distances.
     """
     super().__init__()
+    self._d_batch_size = d_batch_size
     self._writer = writer
     self._sample_dir = sample_dir
     self._distribution = distribution
@@ -166,8 +171,12 @@ class ToyMonitor(keras.callbacks.Callback):
     self.history = []
 
   def _d_of(self, points: np.ndarray) -> np.ndarray:
-    logits = self.model.discriminator(tf.constant(points, tf.float32), training=False)
-    return tf.sigmoid(tf.cast(logits, tf.float32)).numpy()[:, 0]  # [N]
+    values = []
+    for start in range(0, len(points), self._d_batch_size):
+      chunk = tf.constant(points[start:start + self._d_batch_size], tf.float32)
+      logits = self.model.discriminator(chunk, training=False)
+      values.append(tf.sigmoid(tf.cast(logits, tf.float32)).numpy()[:, 0])
+    return np.concatenate(values)  # [N]
 
   def picture(self, generated: np.ndarray, title: str) -> np.ndarray:
     """uint8 [H, W, 3]: real vs generated points over D's decision surface."""

@@ -425,7 +425,7 @@ def _callbacks(manager, config, info, output_dir, stopper, writer, images_per_st
     samples_callback = callbacks_lib.ToyMonitor(
         writer, os.path.join(output_dir, SAMPLE_DIR), info.distribution, sample_latents,
         config.sample_every, metrics_file=os.path.join(output_dir, evaluate.METRICS_FILE),
-        seed=config.seed)
+        seed=config.seed, d_batch_size=config.batch_size)
   else:
     sample_latents = tf.random.stateless_normal(
         [config.num_sample_images, config.latent_dim], seed=[config.seed, _SAMPLE_LATENTS])
