@@ -156,6 +156,7 @@ class ToyMonitor(keras.callbacks.Callback):
       d_batch_size: points per call of D when drawing its surface (the training batch size).
         With --minibatch_discrimination D(x) depends on the rest of its batch, and all
         100,000 grid points in one batch would need [N, N, kernels] pairwise distances.
+        Each batch is spread over the grid (see `_d_of`).
     """
     super().__init__()
     self._d_batch_size = d_batch_size
@@ -171,12 +172,17 @@ class ToyMonitor(keras.callbacks.Callback):
     self.history = []
 
   def _d_of(self, points: np.ndarray) -> np.ndarray:
-    values = []
+    # Batches of grid points drawn across the whole grid (a fixed permutation), not runs of
+    # neighbours: to a minibatch-discrimination D a batch of near-identical points looks like a
+    # collapsed generator, and the surface would read "fake" everywhere. A D without it gives the
+    # same values either way.
+    order = np.random.default_rng(0).permutation(len(points))
+    values = np.empty(len(points), np.float32)
     for start in range(0, len(points), self._d_batch_size):
-      chunk = tf.constant(points[start:start + self._d_batch_size], tf.float32)
-      logits = self.model.discriminator(chunk, training=False)
-      values.append(tf.sigmoid(tf.cast(logits, tf.float32)).numpy()[:, 0])
-    return np.concatenate(values)  # [N]
+      index = order[start:start + self._d_batch_size]
+      logits = self.model.discriminator(tf.constant(points[index], tf.float32), training=False)
+      values[index] = tf.sigmoid(tf.cast(logits, tf.float32)).numpy()[:, 0]
+    return values  # [N]
 
   def picture(self, generated: np.ndarray, title: str) -> np.ndarray:
     """uint8 [H, W, 3]: real vs generated points over D's decision surface."""
