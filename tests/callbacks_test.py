@@ -33,22 +33,28 @@ def test_surface_of_a_plain_discriminator_does_not_depend_on_the_batching(tmp_pa
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_surface_batches_are_spread_over_the_grid(tmp_path):
-  # A minibatch-discrimination D judges each point against the rest of its batch: batches of
-  # neighbouring grid points would look like a collapsed generator everywhere.
+def test_each_grid_point_is_judged_as_one_more_member_of_a_real_batch(tmp_path):
+  # A minibatch-discrimination D judges each point against the rest of its batch: the surface
+  # must show what it makes of a point arriving among real data, as in training.
+  discriminator = models.build_discriminator("mlp", (2,), filters=0, hidden_units=(16, 16),
+                                             dropout=0.0, minibatch_kernels=6,
+                                             minibatch_kernel_dim=3)
+  points = _grid(12)
+  got = _monitor(tmp_path, discriminator, d_batch_size=32)._d_of(points)
   seen = []
 
-  def recording_discriminator(batch, training=False):
+  def recorder(batch, training=False):
     del training
     seen.append(batch.numpy())
     return tf.zeros([batch.shape[0], 1])
 
-  points = _grid()
-  values = _monitor(tmp_path, recording_discriminator, d_batch_size=64)._d_of(points)
-  assert values.shape == (len(points),) and np.all(values == 0.5)
-  assert sum(len(batch) for batch in seen) == len(points)
-  assert max(len(batch) for batch in seen) == 64
-  for batch in seen[:-1]:  # Each full batch spans most of the grid in both coordinates.
-    assert np.all(batch.max(axis=0) - batch.min(axis=0) > 4.0)
-  drawn = np.concatenate(seen)
-  assert len(np.unique(drawn, axis=0)) == len(points)  # Every point exactly once.
+  _monitor(tmp_path, recorder, d_batch_size=32)._d_of(points)
+  context = seen[0][-31:]
+  ring8 = toy_data.get("ring8")  # The context is real data, the same in every call.
+  distances = np.linalg.norm(context[:, None] - ring8.centres_array[None], axis=-1)
+  assert np.all(distances.min(axis=1) < 5 * ring8.std)
+  assert all(np.array_equal(batch[-31:], context) for batch in seen)
+  assert np.array_equal(np.concatenate([batch[:-31] for batch in seen]), points)
+  for i in (0, 50, 143):  # D of the point put in front of the 31 real points, on its own.
+    alone = discriminator(np.concatenate([points[i:i + 1], context]), training=False)
+    np.testing.assert_allclose(got[i], tf.sigmoid(alone).numpy()[0, 0], rtol=1e-5, atol=1e-6)

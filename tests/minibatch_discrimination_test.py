@@ -113,3 +113,30 @@ def test_checkpoint_holds_the_projection(tmp_path):
   saved = [name for name, _ in tf.train.list_variables(path) if name.startswith("model/")]
   assert len(saved) == len(discriminator.variables)
   assert any("minibatch" in name for name in saved)
+
+
+def test_judged_against_last_rows_compares_each_row_with_the_reference_rows_only():
+  rng = np.random.default_rng(1)
+  judged = rng.normal(size=(3, 7)).astype(np.float32)
+  reference = rng.normal(size=(5, 7)).astype(np.float32)
+  discriminator = models.build_discriminator("mlp", (7,), filters=0, hidden_units=(16,),
+                                             dropout=0.0, minibatch_kernels=4,
+                                             minibatch_kernel_dim=3)
+  discriminator(reference)
+  with mbd.judged_against_last_rows(discriminator, 5):
+    got = discriminator(np.concatenate([judged, reference]), training=False).numpy()
+  # Each judged row gets what it gets as one more member of the reference batch, and each
+  # reference row what it gets in the reference batch alone.
+  for i in range(3):
+    alone = discriminator(np.concatenate([judged[i:i + 1], reference]), training=False).numpy()
+    np.testing.assert_allclose(got[i], alone[0], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(got[3:], discriminator(reference, training=False).numpy(),
+                             rtol=1e-5, atol=1e-6)
+  # Outside the block the whole batch counts again.
+  layer = discriminator.minibatch
+  assert layer.reference_rows is None
+  whole = discriminator(np.concatenate([judged, reference]), training=False).numpy()
+  assert not np.allclose(whole[:3], got[:3])
+  with pytest.raises(ValueError, match="num_rows must be >= 1"):
+    with mbd.judged_against_last_rows(discriminator, 0):
+      pass

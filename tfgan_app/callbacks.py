@@ -21,11 +21,16 @@ from tfgan_app import images as images_lib
 from tfgan_app import plots
 from tfgan_app import toy_data
 from tfgan_app import toy_metrics
+from tfgan_app.models import minibatch_discrimination
 
 # Generated points behind each toy measurement; the plot shows the first _PLOTTED_POINTS.
 TOY_MONITOR_SAMPLES = 10_000
 _PLOTTED_POINTS = 1_000
 _SURFACE_PIXELS = 320
+# D is evaluated on a grid this many times coarser than the picture and each value drawn as a
+# square: with minibatch discrimination each grid point is compared with a whole training
+# batch, and the full grid would take most of a minute per picture on a 2-core CPU.
+_SURFACE_UPSAMPLING = 2
 
 
 class TrainingDivergedError(RuntimeError):
@@ -156,7 +161,7 @@ class ToyMonitor(keras.callbacks.Callback):
       d_batch_size: points per call of D when drawing its surface (the training batch size).
         With --minibatch_discrimination D(x) depends on the rest of its batch, and all
         100,000 grid points in one batch would need [N, N, kernels] pairwise distances.
-        Each batch is spread over the grid (see `_d_of`).
+        Each grid point is judged as one more member of a real batch (see `_d_of`).
     """
     super().__init__()
     self._d_batch_size = d_batch_size
@@ -172,16 +177,24 @@ class ToyMonitor(keras.callbacks.Callback):
     self.history = []
 
   def _d_of(self, points: np.ndarray) -> np.ndarray:
-    # Batches of grid points drawn across the whole grid (a fixed permutation), not runs of
-    # neighbours: to a minibatch-discrimination D a batch of near-identical points looks like a
-    # collapsed generator, and the surface would read "fake" everywhere. A D without it gives the
-    # same values either way.
-    order = np.random.default_rng(0).permutation(len(points))
+    # D judges each grid point as one more member of a real training-size batch. A
+    # minibatch-discrimination D compares each point with the rest of its batch: among other
+    # grid points a point next to a mode finds no real neighbours and reads "fake" everywhere,
+    # and a few dozen grid points in a real batch already turn D's verdict on the real ones.
+    # So each call holds grid points and then `d_batch_size - 1` real points, and each grid
+    # point is compared with those real points only. A D without that layer judges every
+    # point alone: the context changes nothing.
+    context_size = max(1, self._d_batch_size - 1)
+    context = self._distribution.sample(context_size, np.random.default_rng(1))
     values = np.empty(len(points), np.float32)
-    for start in range(0, len(points), self._d_batch_size):
-      index = order[start:start + self._d_batch_size]
-      logits = self.model.discriminator(tf.constant(points[index], tf.float32), training=False)
-      values[index] = tf.sigmoid(tf.cast(logits, tf.float32)).numpy()[:, 0]
+    discriminator = self.model.discriminator
+    with minibatch_discrimination.judged_against_last_rows(discriminator, context_size):
+      for start in range(0, len(points), self._d_batch_size):
+        chunk = points[start:start + self._d_batch_size].astype(np.float32)
+        batch = tf.constant(np.concatenate([chunk, context.astype(np.float32)]))
+        logits = discriminator(batch, training=False)
+        values[start:start + len(chunk)] = (
+            tf.sigmoid(tf.cast(logits, tf.float32)).numpy()[:len(chunk), 0])
     return values  # [N]
 
   def picture(self, generated: np.ndarray, title: str) -> np.ndarray:
@@ -191,10 +204,14 @@ class ToyMonitor(keras.callbacks.Callback):
     margin = 0.15 * float(np.max(high - low)) + 8.0 * distribution.std
     low, high = low - margin, high + margin
     if distribution.dim == 2:
-      xs = np.linspace(low[0], high[0], _SURFACE_PIXELS)
-      ys = np.linspace(low[1], high[1], _SURFACE_PIXELS)
+      cells = _SURFACE_PIXELS // _SURFACE_UPSAMPLING
+      # Cell centres, so that each value sits in the middle of the square that draws it.
+      half_cell = (high - low) / (2 * cells)
+      xs = np.linspace(low[0] + half_cell[0], high[0] - half_cell[0], cells)
+      ys = np.linspace(low[1] + half_cell[1], high[1] - half_cell[1], cells)
       grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)  # Row 0: y = low.
-      surface = self._d_of(grid).reshape(_SURFACE_PIXELS, _SURFACE_PIXELS)
+      surface = self._d_of(grid).reshape(cells, cells)
+      surface = np.repeat(np.repeat(surface, _SURFACE_UPSAMPLING, 0), _SURFACE_UPSAMPLING, 1)
       return plots.points_over_heatmap(
           surface, (low[0], high[0], low[1], high[1]),
           # Real points last: they are the smaller clusters, and must stay visible.

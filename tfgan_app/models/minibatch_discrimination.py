@@ -18,10 +18,20 @@ Under `tf.distribute` the layer sees each replica's batch, not the global one: o
 neighbours within the replica's share of the batch. Use per-replica batches of at least a few
 dozen examples (the paper used 100).
 
+D(x) for one example x therefore depends on the batch it arrives in. To ask what D makes of x
+as it would arrive among real data (the toy runs' picture of D's decision surface), put the
+examples to judge first and a real batch after them, and call D inside
+`judged_against_last_rows(D, num_rows)`: each example is then compared with the last
+`num_rows` rows of the batch only (itself excluded), as if it were one more member of that
+real batch, at a cost linear in the number of examples.
+
 Wiring it into a discriminator is one line in its constructor,
 `self.minibatch = minibatch_discrimination.layer_or_identity(num_kernels, kernel_dim)`, and
 one in its call, `x = self.minibatch(x)` before the logit layer.
 """
+
+import contextlib
+from typing import Iterator, Optional
 
 import keras
 
@@ -51,6 +61,9 @@ class MinibatchDiscrimination(keras.layers.Layer):
                        f"{kernel_dim}")
     self.num_kernels = int(num_kernels)
     self.kernel_dim = int(kernel_dim)
+    # None: every row of the batch against every other. k: against the batch's last k rows only
+    # (see `judged_against_last_rows`); not part of the config, a mode of a call.
+    self.reference_rows: Optional[int] = None
 
   def build(self, input_shape):
     # N(0, 0.05) as in the authors' code: small projections keep the L1 distances, and so the
@@ -63,9 +76,16 @@ class MinibatchDiscrimination(keras.layers.Layer):
     ops = keras.ops
     projected = ops.reshape(ops.matmul(features, self.projection),
                             (-1, self.num_kernels, self.kernel_dim))  # [N, B, C]
-    differences = projected[:, None, :, :] - projected[None, :, :, :]  # [N, N, B, C]
-    distances = ops.sum(ops.abs(differences), axis=-1)  # [N, N, B]
-    others = 1.0 - ops.eye(ops.shape(features)[0], dtype=self.compute_dtype)  # [N, N]: j != i
+    num_rows = ops.shape(features)[0]
+    reference = projected
+    if self.reference_rows is not None:
+      reference = projected[num_rows - self.reference_rows:]  # [K, B, C]
+    differences = projected[:, None, :, :] - reference[None, :, :, :]  # [N, K, B, C]
+    distances = ops.sum(ops.abs(differences), axis=-1)  # [N, K, B]
+    num_reference = ops.shape(reference)[0]
+    # [N, K]: 0 where row i is reference row j itself (i = j + N - K), else 1.
+    others = 1.0 - ops.eye(num_rows, num_reference, k=num_reference - num_rows,
+                           dtype=self.compute_dtype)
     closeness = ops.sum(ops.exp(-distances) * others[:, :, None], axis=1)  # [N, B]
     return ops.concatenate([features, closeness], axis=-1)  # [N, A + B]
 
@@ -86,3 +106,27 @@ def layer_or_identity(num_kernels: int, kernel_dim: int = DEFAULT_KERNEL_DIM,
   if num_kernels == 0:
     return keras.layers.Identity(name=name)
   return MinibatchDiscrimination(num_kernels, kernel_dim, name=name)
+
+
+@contextlib.contextmanager
+def judged_against_last_rows(model, num_rows: int) -> Iterator[None]:
+  """Within the block, every `MinibatchDiscrimination` layer in `model` compares each row of its
+  batch with the batch's last `num_rows` rows only (a row among them not with itself).
+
+  For eager calls (a `tf.function` traced inside the block keeps the mode it was traced with).
+  A model without such layers, or anything that is not a Keras layer, is called unchanged.
+  """
+  if num_rows < 1:
+    raise ValueError(f"num_rows must be >= 1, got {num_rows}")
+  layers = []
+  if isinstance(model, keras.layers.Layer):
+    layers = [layer for layer in model._flatten_layers()  # pylint: disable=protected-access
+              if isinstance(layer, MinibatchDiscrimination)]
+  previous = [layer.reference_rows for layer in layers]
+  for layer in layers:
+    layer.reference_rows = int(num_rows)
+  try:
+    yield
+  finally:
+    for layer, rows in zip(layers, previous):
+      layer.reference_rows = rows
