@@ -1,7 +1,7 @@
 r"""The results page: trains the reference runs, measures them, writes a Markdown table and images.
 
   python -m tfgan_app.results --workdir=runs/results --out_dir=docs
-  # about 33 minutes on the 2-core reference CPU; writes docs/results.md, docs/results.json and
+  # about 35 minutes on the 2-core reference CPU; writes docs/results.md, docs/results.json and
   # docs/results/<run>.png
 
 Runs (each `python -m tfgan_app.train --flagfile=configs/<config>.cfg` into <workdir>/<run>):
