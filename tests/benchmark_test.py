@@ -5,9 +5,11 @@ import os
 import subprocess
 import sys
 
+from absl import flags
 import pytest
 
 from tfgan_app import benchmark
+from tfgan_app import cli
 from conftest import REPO_ROOT, tfds_data_dir
 
 _TINY = ["--architecture=tf_tutorial", "--g_filters=4", "--d_filters=4", "--latent_dim=8",
@@ -57,11 +59,30 @@ def test_without_baseline_the_json_has_no_baseline_keys():
   assert set(report) == set(benchmark.KEYS) and report["update"] == "simultaneous"
 
 
-def test_bad_input_fails_in_one_line():
-  result = _benchmark(*_TINY, "--steps_per_execution=3")
-  assert result.returncode == 1
-  errors = [line for line in result.stderr.splitlines()
+def _benchmark_in_process(capsys, *args):
+  """What `python -m tfgan_app.benchmark ARGS` does, in this process (no TensorFlow start-up per
+  case): the entry point's flags parser, then `benchmark.main`. Returns (exit status, stderr)."""
+  capsys.readouterr()
+  flags.FLAGS.unparse_flags()
+  try:
+    benchmark.main(cli.flags_parser("python -m tfgan_app.benchmark")(["benchmark", *args]))
+    status = 0
+  except SystemExit as exit_:
+    status = exit_.code
+  finally:
+    flags.FLAGS.unparse_flags()
+  return status, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--steps_per_execution=3"], "multiples of --steps_per_execution=3"),
+    (["--baseline", "--architecture=dcgan", "--image_size=32"],
+     "--baseline runs the tutorial's models"),
+])
+def test_bad_input_fails_in_one_line(capsys, extra, message):
+  status, stderr = _benchmark_in_process(capsys, f"--data_dir={tfds_data_dir()}", *_TINY,
+                                         *extra)
+  assert status == 1
+  errors = [line for line in stderr.splitlines()
             if line.startswith("python -m tfgan_app.benchmark: error:")]
-  assert len(errors) == 1 and "multiples of --steps_per_execution=3" in errors[0]
-  result = _benchmark(*_TINY, "--baseline", "--architecture=dcgan", "--image_size=32")
-  assert result.returncode == 1 and "--baseline runs the tutorial's models" in result.stderr
+  assert len(errors) == 1 and message in errors[0], stderr[-2000:]

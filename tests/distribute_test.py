@@ -54,10 +54,12 @@ def _assert_same_weights(expected, got):
     assert relative <= 1e-5, f"{name}: relative difference {relative:.2e}"
 
 
-@pytest.mark.parametrize("extra", [["--d_steps=1"], ["--d_steps=2"],
-                                   # Its loss is of global-batch feature means (gan.py).
-                                   ["--g_objective=feature_matching"],
-                                   ["--update=simultaneous"]], ids=" ".join)
+@pytest.mark.parametrize("extra", [
+    ["--d_steps=1"],
+    # k = 2 discriminator updates, each on its own real batch, then a feature-matching G step
+    # (its loss is of global-batch feature means, gan.py).
+    ["--d_steps=2", "--g_objective=feature_matching"],
+    ["--update=simultaneous"]], ids=" ".join)
 def test_two_replicas_train_like_one(tmp_path, extra):
   flags = ["--sync_batchnorm", *extra]
   _train(tmp_path / "one", "--strategy=default", *flags)

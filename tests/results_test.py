@@ -58,7 +58,7 @@ def test_command_trains_measures_and_writes_the_page(tmp_path, tiny_classifier, 
   argv = ["results", f"--workdir={workdir}", f"--out_dir={out_dir}",
           f"--classifier={tiny_classifier}", f"--data_dir={tfds_data_dir()}",
           "--runs=dcgan,ring8_minibatch_discrimination", "--num_samples=200",
-          "--train_flag=--train_steps=20"]
+          "--train_flag=--train_steps=20", "--train_flag=--batch_size=32"]
   assert results.main(argv) == 0
   last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   by_name = {record["name"]: record for record in last["runs"]}
@@ -68,10 +68,12 @@ def test_command_trains_measures_and_writes_the_page(tmp_path, tiny_classifier, 
   assert dcgan["fid"] > 0 and 1.0 <= dcgan["is"] <= 10.0
   assert 0.0 <= dcgan["confident_fraction"] <= 1.0
   assert 0 <= ring8["modes_covered"] <= 8 and ring8["num_modes"] == 8
-  assert ring8["command"] == "configs/ring8.cfg --minibatch_discrimination --train_steps=20"
+  assert ring8["command"] == ("configs/ring8.cfg --minibatch_discrimination --train_steps=20 "
+                              "--batch_size=32")
   # The run really used the extra flags.
   flags_text = (workdir / "ring8_minibatch_discrimination" / "flags.cfg").read_text()
   assert "--minibatch_discrimination" in flags_text and "--train_steps=20" in flags_text
+  assert "--batch_size=32" in flags_text
 
   page = (out_dir / "results.md").read_text()
   assert f"{dcgan['fid']:.1f}" in page and f"{ring8['modes_covered']} / 8" in page
