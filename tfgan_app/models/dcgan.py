@@ -11,6 +11,7 @@ from typing import Sequence, Tuple
 import keras
 from keras import layers
 
+from tfgan_app.models import fused_batchnorm
 from tfgan_app.models import minibatch_discrimination
 
 
@@ -40,8 +41,8 @@ def upsampling_plan(image_size: int) -> Tuple[int, int]:
 def _batch_norm(synchronized: bool, name: str):
   # momentum 0.9 rather than Keras's 0.99: GAN statistics drift quickly, and the generator is
   # sampled in inference mode.
-  return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized,
-                                   name=name)
+  return fused_batchnorm.FusedBatchNormalization(momentum=0.9, epsilon=1e-5,
+                                                 synchronized=synchronized, name=name)
 
 
 @keras.saving.register_keras_serializable(package="tfgan_app")

@@ -16,6 +16,7 @@ from typing import Sequence
 import keras
 from keras import layers
 
+from tfgan_app.models import fast_dropout
 from tfgan_app.models import minibatch_discrimination
 
 _NEGATIVE_SLOPE = 0.2
@@ -109,7 +110,8 @@ class Discriminator(keras.Model):
       # The input layer in float32 (see the module docstring).
       setattr(self, f"hidden{index}", layers.Dense(
           units, dtype="float32" if index == 0 else None, name=f"hidden{index}"))
-      setattr(self, f"dropout{index}", layers.Dropout(self.dropout_rate, name=f"dropout{index}"))
+      setattr(self, f"dropout{index}", fast_dropout.FastDropout(self.dropout_rate,
+                                                                 name=f"dropout{index}"))
     self.minibatch = minibatch_discrimination.layer_or_identity(self.minibatch_kernels,
                                                                 self.minibatch_kernel_dim)
     self.to_logit = layers.Dense(1, name="to_logit")

@@ -13,12 +13,18 @@ like (configs/tf_tutorial.cfg, `python -m tfgan_app.benchmark --baseline`):
 Keras's defaults as the tutorial uses them: BatchNormalization(momentum=0.99, epsilon=1e-3),
 LeakyReLU slope 0.3. The image must be 28x28 (the tutorial's MNIST); `filters` scale the
 channel widths (64 gives the tutorial's), `kernel_size` the kernels (5 gives the tutorial's).
+
+The same layers computed faster (README, Performance): BatchNorm trained by TensorFlow's fused
+kernel (`fused_batchnorm`), dropout masks from 16 random bits per unit (`fast_dropout`).
 """
 
 from typing import Sequence
 
 import keras
 from keras import layers
+
+from tfgan_app.models import fast_dropout
+from tfgan_app.models import fused_batchnorm
 
 # tf.keras.layers.LeakyReLU's default slope, which the tutorial relies on.
 LEAKY_SLOPE = 0.3
@@ -32,6 +38,11 @@ def check_shape(image_shape) -> tuple:
     raise ValueError(f"the tf_tutorial architecture makes {IMAGE_SIZE}x{IMAGE_SIZE} images, got "
                      f"{shape[0]}x{shape[1]}; use --image_size=28 or --architecture=dcgan")
   return shape
+
+
+def _batch_norm(synchronized: bool, name: str):
+  # Keras's BatchNormalization (the tutorial's defaults), trained by the fused kernel.
+  return fused_batchnorm.FusedBatchNormalization(synchronized=synchronized, name=name)
 
 
 @keras.saving.register_keras_serializable(package="tfgan_app")
@@ -60,15 +71,14 @@ class Generator(keras.Model):
     widest = 4 * self.filters
     # One attribute per layer: Keras 3 hides layers kept in lists from tf.train.Checkpoint.
     self.project = layers.Dense(7 * 7 * widest, use_bias=False, name="project")
-    self.project_bn = layers.BatchNormalization(synchronized=self.sync_batchnorm,
-                                                name="project_bn")
+    self.project_bn = _batch_norm(self.sync_batchnorm, "project_bn")
     self.reshape = layers.Reshape((7, 7, widest))
     self.up0 = layers.Conv2DTranspose(2 * self.filters, self.kernel_size, strides=1,
                                       padding="same", use_bias=False, name="up0")
-    self.up0_bn = layers.BatchNormalization(synchronized=self.sync_batchnorm, name="up0_bn")
+    self.up0_bn = _batch_norm(self.sync_batchnorm, "up0_bn")
     self.up1 = layers.Conv2DTranspose(self.filters, self.kernel_size, strides=2, padding="same",
                                       use_bias=False, name="up1")
-    self.up1_bn = layers.BatchNormalization(synchronized=self.sync_batchnorm, name="up1_bn")
+    self.up1_bn = _batch_norm(self.sync_batchnorm, "up1_bn")
     self.to_image = layers.Conv2DTranspose(self.image_shape[2], self.kernel_size, strides=2,
                                            padding="same", use_bias=False, name="to_image")
 
@@ -114,10 +124,10 @@ class Discriminator(keras.Model):
     self.kernel_size = int(kernel_size)
     self.down0 = layers.Conv2D(self.filters, self.kernel_size, strides=2, padding="same",
                                name="down0")
-    self.dropout0 = layers.Dropout(DROPOUT_RATE, name="dropout0")
+    self.dropout0 = fast_dropout.FastDropout(DROPOUT_RATE, name="dropout0")
     self.down1 = layers.Conv2D(2 * self.filters, self.kernel_size, strides=2, padding="same",
                                name="down1")
-    self.dropout1 = layers.Dropout(DROPOUT_RATE, name="dropout1")
+    self.dropout1 = fast_dropout.FastDropout(DROPOUT_RATE, name="dropout1")
     self.flatten = layers.Flatten()
     self.to_logit = layers.Dense(1, name="to_logit")
 
