@@ -3,7 +3,8 @@
 What is counted: the multiply-adds of dense layers and (transposed) convolutions, 2 FLOPs each,
 read from the shapes of the MatMul / Conv2D / Conv2DBackpropInput ops of each model's forward
 pass (so any architecture is counted the same way, whatever its Python code). Convolutions are
-counted at their nominal size, zero padding included. Backward: each layer's weight gradient
+counted at their nominal size, zero padding included; layers that compute a convolution through
+other ops (`models.phase_conv`) are traced as the convolution they compute. Backward: each layer's weight gradient
 costs what its forward pass costs, and so does its input gradient; the input gradient of a
 model's first layer is counted only when something needs it (a discriminator's first layer when
 the generator's loss flows through it; never the generator's first layer, whose input is z).
@@ -27,6 +28,8 @@ from typing import List, Sequence
 import keras
 import numpy as np
 import tensorflow as tf
+
+from tfgan_app.models import phase_conv
 
 # Op types that carry the multiply-adds of Dense, Conv2D and Conv2DTranspose layers.
 _MATMUL_OPS = ("MatMul", "BatchMatMulV2", "BatchMatMulV3")
@@ -99,7 +102,8 @@ def model_flops(model: keras.Model, input_shape: Sequence[int]) -> ModelFlops:
   The model is traced (not run) on a batch of one in training mode.
   """
   spec = tf.TensorSpec([1, *input_shape], tf.float32)
-  graph = tf.function(lambda x: model(x, training=True)).get_concrete_function(spec).graph
+  with phase_conv.keras_ops():  # the nominal convolutions, not their phase rearrangement
+    graph = tf.function(lambda x: model(x, training=True)).get_concrete_function(spec).graph
   per_layer = [flops for flops in (_op_flops(op) for op in _graph_ops(graph)) if flops]
   if not per_layer:
     raise ValueError(f"model {model.name} has no dense or convolution layer to count")

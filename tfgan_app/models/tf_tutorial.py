@@ -15,7 +15,8 @@ LeakyReLU slope 0.3. The image must be 28x28 (the tutorial's MNIST); `filters` s
 channel widths (64 gives the tutorial's), `kernel_size` the kernels (5 gives the tutorial's).
 
 The same layers computed faster (README, Performance): BatchNorm trained by TensorFlow's fused
-kernel (`fused_batchnorm`), dropout masks from 16 random bits per unit (`fast_dropout`).
+kernel (`fused_batchnorm`), dropout masks from 16 random bits per unit (`fast_dropout`), the
+single-channel image layers (G's output, D's input) over their stride phases (`phase_conv`).
 """
 
 from typing import Sequence
@@ -25,6 +26,7 @@ from keras import layers
 
 from tfgan_app.models import fast_dropout
 from tfgan_app.models import fused_batchnorm
+from tfgan_app.models import phase_conv
 
 # tf.keras.layers.LeakyReLU's default slope, which the tutorial relies on.
 LEAKY_SLOPE = 0.3
@@ -79,8 +81,9 @@ class Generator(keras.Model):
     self.up1 = layers.Conv2DTranspose(self.filters, self.kernel_size, strides=2, padding="same",
                                       use_bias=False, name="up1")
     self.up1_bn = _batch_norm(self.sync_batchnorm, "up1_bn")
-    self.to_image = layers.Conv2DTranspose(self.image_shape[2], self.kernel_size, strides=2,
-                                           padding="same", use_bias=False, name="to_image")
+    self.to_image = phase_conv.PhaseConv2DTranspose(self.image_shape[2], self.kernel_size,
+                                                    strides=2, padding="same", use_bias=False,
+                                                    name="to_image")
 
   def call(self, latents, training=False):
     x = self.project(latents)  # [B, 7*7*4f]
@@ -122,8 +125,8 @@ class Discriminator(keras.Model):
     self.filters = int(filters)
     self.sync_batchnorm = bool(sync_batchnorm)
     self.kernel_size = int(kernel_size)
-    self.down0 = layers.Conv2D(self.filters, self.kernel_size, strides=2, padding="same",
-                               name="down0")
+    self.down0 = phase_conv.PhaseConv2D(self.filters, self.kernel_size, strides=2,
+                                        padding="same", name="down0")
     self.dropout0 = fast_dropout.FastDropout(DROPOUT_RATE, name="dropout0")
     self.down1 = layers.Conv2D(2 * self.filters, self.kernel_size, strides=2, padding="same",
                                name="down1")
