@@ -4,6 +4,11 @@ Architecture guidelines followed: strided convolutions instead of pooling in D, 
 convolutions in G; BatchNorm in both except G's output layer and D's input layer; ReLU in G
 with a tanh output; LeakyReLU(0.2) in D. D returns logits (the sigmoid lives in the losses,
 where it is numerically stable).
+
+Keras's layers, some computed faster with the same variables and results (README,
+Performance): BatchNorm by the fused kernel (`fused_batchnorm`), the image layers over their
+stride phases (`phase_conv`), the other strided layers with a faster kernel gradient
+(`strided_conv`).
 """
 
 from typing import Sequence, Tuple
@@ -13,6 +18,8 @@ from keras import layers
 
 from tfgan_app.models import fused_batchnorm
 from tfgan_app.models import minibatch_discrimination
+from tfgan_app.models import phase_conv
+from tfgan_app.models import strided_conv
 
 
 def upsampling_plan(image_size: int) -> Tuple[int, int]:
@@ -92,12 +99,13 @@ class Generator(keras.Model):
     self.num_up_blocks = doublings - 1
     for index in range(self.num_up_blocks):
       block_filters = widest // 2 ** (index + 1)
-      setattr(self, f"up{index}", layers.Conv2DTranspose(
-          block_filters, self.kernel_size, strides=2, padding="same", use_bias=False, name=f"up{index}"))
+      setattr(self, f"up{index}", strided_conv.StridedConv2DTranspose(
+          block_filters, self.kernel_size, strides=2, padding="same", use_bias=False,
+          name=f"up{index}"))
       setattr(self, f"up{index}_bn", _batch_norm(self.sync_batchnorm, f"up{index}_bn"))
     # The output layer: no BatchNorm, tanh to match data scaled to [-1, 1].
-    self.to_image = layers.Conv2DTranspose(channels, self.kernel_size, strides=2, padding="same",
-                                           name="to_image")
+    self.to_image = phase_conv.PhaseConv2DTranspose(channels, self.kernel_size, strides=2,
+                                                    padding="same", name="to_image")
 
   def call(self, latents, training=False):
     x = self.project(latents)  # [B, base*base*widest]
@@ -151,9 +159,12 @@ class Discriminator(keras.Model):
     # One attribute per layer, as in the Generator (checkpoint tracking).
     self.num_down_blocks = doublings
     for index in range(doublings):
-      setattr(self, f"down{index}", layers.Conv2D(
-          self.filters * 2 ** index, self.kernel_size, strides=2, padding="same", use_bias=index == 0,
-          name=f"down{index}"))
+      # The image layer (few channels) over its stride phases, the others with the faster
+      # kernel gradient (see phase_conv, strided_conv).
+      conv = phase_conv.PhaseConv2D if index == 0 else strided_conv.StridedConv2D
+      setattr(self, f"down{index}", conv(
+          self.filters * 2 ** index, self.kernel_size, strides=2, padding="same",
+          use_bias=index == 0, name=f"down{index}"))
       if index > 0:  # No BatchNorm on the input layer (DCGAN): it would erase the data's own
         # statistics.
         setattr(self, f"down{index}_bn", _batch_norm(self.sync_batchnorm, f"down{index}_bn"))

@@ -27,6 +27,7 @@ from keras import layers
 from tfgan_app.models import fast_dropout
 from tfgan_app.models import fused_batchnorm
 from tfgan_app.models import phase_conv
+from tfgan_app.models import strided_conv
 
 # tf.keras.layers.LeakyReLU's default slope, which the tutorial relies on.
 LEAKY_SLOPE = 0.3
@@ -78,8 +79,8 @@ class Generator(keras.Model):
     self.up0 = layers.Conv2DTranspose(2 * self.filters, self.kernel_size, strides=1,
                                       padding="same", use_bias=False, name="up0")
     self.up0_bn = _batch_norm(self.sync_batchnorm, "up0_bn")
-    self.up1 = layers.Conv2DTranspose(self.filters, self.kernel_size, strides=2, padding="same",
-                                      use_bias=False, name="up1")
+    self.up1 = strided_conv.StridedConv2DTranspose(self.filters, self.kernel_size, strides=2,
+                                                   padding="same", use_bias=False, name="up1")
     self.up1_bn = _batch_norm(self.sync_batchnorm, "up1_bn")
     self.to_image = phase_conv.PhaseConv2DTranspose(self.image_shape[2], self.kernel_size,
                                                     strides=2, padding="same", use_bias=False,
@@ -128,8 +129,8 @@ class Discriminator(keras.Model):
     self.down0 = phase_conv.PhaseConv2D(self.filters, self.kernel_size, strides=2,
                                         padding="same", name="down0")
     self.dropout0 = fast_dropout.FastDropout(DROPOUT_RATE, name="dropout0")
-    self.down1 = layers.Conv2D(2 * self.filters, self.kernel_size, strides=2, padding="same",
-                               name="down1")
+    self.down1 = strided_conv.StridedConv2D(2 * self.filters, self.kernel_size, strides=2,
+                                            padding="same", name="down1")
     self.dropout1 = fast_dropout.FastDropout(DROPOUT_RATE, name="dropout1")
     self.flatten = layers.Flatten()
     self.to_logit = layers.Dense(1, name="to_logit")
