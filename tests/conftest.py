@@ -35,3 +35,13 @@ def tiny_config(workdir, data_dir, **overrides) -> config_lib.TrainConfig:
                 split="train[:2000]", model_name="tiny")
   values.update(overrides)
   return config_lib.TrainConfig(**values)
+
+
+def values_and_gradients(layer, inputs):
+  """[outputs, d loss/d inputs, d loss/d each trainable weight] for loss = sum(outputs^2)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  with tf.GradientTape() as tape:
+    tape.watch(inputs)
+    outputs = layer(inputs)
+    loss = tf.reduce_sum(tf.cast(outputs, tf.float32) ** 2)
+  return [outputs] + tape.gradient(loss, [inputs] + layer.trainable_variables)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import values_and_gradients
 from tfgan_app.models import phase_conv
 
 # (kernel, stride, image channels, feature channels, image size, bias)
@@ -14,14 +15,6 @@ CASES = [(5, 2, 1, 64, 28, True),   # configs/tf_tutorial.cfg's image layers
          (3, 2, 1, 4, 10, True),
          (5, 3, 2, 3, 9, True),     # stride 3
          (4, 4, 1, 2, 8, False)]    # kernel = stride: no padding
-
-
-def _values_and_gradients(layer, inputs):
-  with tf.GradientTape() as tape:
-    tape.watch(inputs)
-    outputs = layer(inputs)
-    loss = tf.reduce_sum(tf.cast(outputs, tf.float32) ** 2)
-  return [outputs] + tape.gradient(loss, [inputs] + layer.trainable_variables)
 
 
 def _same_weights(reference, layer, shape):
@@ -48,7 +41,7 @@ def test_conv_matches_keras(kernel, stride, image_channels, channels, size, bias
   shape = [3, size, size, image_channels]
   _same_weights(reference, layer, shape)
   inputs = tf.random.stateless_normal(shape, seed=[7, 8])
-  _assert_close(_values_and_gradients(reference, inputs), _values_and_gradients(layer, inputs))
+  _assert_close(values_and_gradients(reference, inputs), values_and_gradients(layer, inputs))
 
 
 @pytest.mark.parametrize("kernel, stride, image_channels, channels, size, bias", CASES)
@@ -60,7 +53,7 @@ def test_transposed_conv_matches_keras(kernel, stride, image_channels, channels,
   shape = [3, size // stride, size // stride, channels]
   _same_weights(reference, layer, shape)
   inputs = tf.random.stateless_normal(shape, seed=[9, 10])
-  _assert_close(_values_and_gradients(reference, inputs), _values_and_gradients(layer, inputs))
+  _assert_close(values_and_gradients(reference, inputs), values_and_gradients(layer, inputs))
 
 
 def test_regrouped_taps_cover_every_kernel_tap_once():

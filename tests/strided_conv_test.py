@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import values_and_gradients
 from tfgan_app.models import strided_conv
 
 # (kernel, stride, input channels, output channels, size)
@@ -16,14 +17,6 @@ CASES = [(5, 2, 64, 128, 14),  # configs/tf_tutorial.cfg's discriminator layer
          (2, 3, 2, 3, 8)]      # stride > kernel: windows skip rows
 
 
-def _values_and_gradients(layer, inputs):
-  with tf.GradientTape() as tape:
-    tape.watch(inputs)
-    outputs = layer(inputs)
-    loss = tf.reduce_sum(tf.cast(outputs, tf.float32) ** 2)
-  return [outputs] + tape.gradient(loss, [inputs] + layer.trainable_variables)
-
-
 def _compare(reference, layer, shape):
   reference.build(shape)
   layer.build(shape)
@@ -32,8 +25,8 @@ def _compare(reference, layer, shape):
     want.assign(value)
     have.assign(value)
   inputs = tf.random.stateless_normal(shape, seed=[3, 4])
-  for want, have in zip(_values_and_gradients(reference, inputs),
-                        _values_and_gradients(layer, inputs)):
+  for want, have in zip(values_and_gradients(reference, inputs),
+                        values_and_gradients(layer, inputs)):
     assert want.shape == have.shape
     want, have = want.numpy(), have.numpy()
     np.testing.assert_allclose(have, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
