@@ -12,7 +12,7 @@ import pytest
 from tfgan_app import benchmark
 from tfgan_app import cli
 from tfgan_app import precision
-from conftest import REPO_ROOT, tfds_data_dir
+from conftest import HANG_TIMEOUT_S, REPO_ROOT, tfds_data_dir
 
 _TINY = ["--architecture=tf_tutorial", "--g_filters=4", "--d_filters=4", "--latent_dim=8",
          "--batch_size=8", "--split=train[:200]", "--nodownload", "--warmup_steps=2",
@@ -22,7 +22,7 @@ _TINY = ["--architecture=tf_tutorial", "--g_filters=4", "--d_filters=4", "--late
 def _benchmark(*args):
   env = dict(os.environ, TFDS_DATA_DIR=tfds_data_dir(), TF_CPP_MIN_LOG_LEVEL="2")
   return subprocess.run([sys.executable, "-m", "tfgan_app.benchmark", *args], cwd=REPO_ROOT,
-                        env=env, capture_output=True, text=True, timeout=300)
+                        env=env, capture_output=True, text=True, timeout=HANG_TIMEOUT_S)
 
 
 def test_tiny_run_prints_a_report_and_one_json_object_last():
