@@ -27,8 +27,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from serving import client as client_lib
-from tfgan_app import export
+from serving import client_lib
+from tfgan_app.exporting import saved_model as export
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,7 +67,7 @@ def _run(call, num_clients: int, requests_per_client: int, images_per_request: i
 
 
 def _default_export(directory: str) -> str:
-  from tfgan_app import models  # pylint: disable=import-outside-toplevel
+  from tfgan_app.models import registry as models  # pylint: disable=import-outside-toplevel
   generator = models.build_generator("dcgan", 100, (28, 28, 1), filters=64)
   export.export_generator(generator, 100, directory, "dcgan", 1, {"benchmark": True})
   return os.path.join(directory, "dcgan")

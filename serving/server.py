@@ -53,8 +53,8 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from tfgan_app import cli
-from tfgan_app import export
+from tfgan_app.common import cli
+from tfgan_app.exporting import contract as export
 
 _LOG = logging.getLogger("serving.server")
 # TF Serving's warmup convention, which our exports follow.

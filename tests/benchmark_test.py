@@ -9,9 +9,10 @@ import sys
 from absl import flags
 import pytest
 
-from tfgan_app import benchmark
-from tfgan_app import cli
-from tfgan_app import precision
+from tfgan_app import benchmark as benchmark_command
+from tfgan_app.common import cli
+from tfgan_app.hardware import precision
+from tfgan_app.performance import benchmark
 from conftest import HANG_TIMEOUT_S, REPO_ROOT, tfds_data_dir
 
 _TINY = ["--architecture=tf_tutorial", "--g_filters=4", "--d_filters=4", "--latent_dim=8",
@@ -77,7 +78,7 @@ def _benchmark_in_process(capsys, *args):
   capsys.readouterr()
   flags.FLAGS.unparse_flags()
   try:
-    benchmark.main(cli.flags_parser("python -m tfgan_app.benchmark")(["benchmark", *args]))
+    benchmark_command.main(cli.flags_parser("python -m tfgan_app.benchmark")(["benchmark", *args]))
     status = 0
   except SystemExit as exit_:
     status = exit_.code

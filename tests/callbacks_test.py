@@ -6,9 +6,9 @@ import types
 import numpy as np
 import tensorflow as tf
 
-from tfgan_app import callbacks
-from tfgan_app import models
-from tfgan_app import toy_data
+from tfgan_app.models import registry as models
+from tfgan_app.toy import distributions as toy_data
+from tfgan_app.training import callbacks
 
 
 def _monitor(tmp_path, discriminator, d_batch_size):

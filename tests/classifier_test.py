@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgan_app import classifier
-from tfgan_app import data
+from tfgan_app import classifier as classifier_command
+from tfgan_app.data import datasets as data
+from tfgan_app.evaluation import classifier
 from conftest import HANG_TIMEOUT_S, REPO_ROOT, tfds_data_dir
 
 NUM_TEST_IMAGES = 1234  # Not a multiple of the inference batch: covers the last, short batch.
@@ -156,14 +157,14 @@ def test_load_classifier_refuses_a_directory_without_a_model(tmp_path):
 
 def test_every_flag_has_a_default_and_help():
   flag_values = flags.FlagValues()
-  classifier.define_flags(flag_values)
+  classifier_command.define_flags(flag_values)
   flag_values(["classifier"])  # Parses with no arguments: every flag has a default.
   names = {name for name in flag_values if flag_values[name].name == name}
   assert {"dataset", "out", "data_dir", "epochs", "train_examples"} <= names
   for name in names:
     assert flag_values[name].help.strip(), name
   # Importing the module defined nothing globally (it would clash with tfgan_app.flags).
-  assert not flags.FLAGS.flags_by_module_dict().get(classifier.__name__)
+  assert not flags.FLAGS.flags_by_module_dict().get(classifier_command.__name__)
 
 
 def test_command_rejects_an_unknown_dataset_in_one_line(tmp_path):

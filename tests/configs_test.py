@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tfgan_app import flags as app_flags
+from tfgan_app.training import flags as app_flags
 from conftest import REPO_ROOT
 
 CONFIGS = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "*.cfg")))

@@ -9,7 +9,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
   sys.path.insert(0, REPO_ROOT)
 
-from tfgan_app import config as config_lib  # pylint: disable=wrong-import-position
+from tfgan_app.common import config as config_lib  # pylint: disable=wrong-import-position
 
 
 def tfds_data_dir() -> str:

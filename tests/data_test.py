@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgan_app import data
+from tfgan_app.data import datasets as data
 
 
 def _stream(data_dir, start_step=0, d_steps=1, image_size=None, seed=5, split="train[:1000]"):

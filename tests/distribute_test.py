@@ -74,7 +74,8 @@ def test_two_replicas_train_like_one(tmp_path, extra):
 def test_replicas_draw_different_latents_from_one_global_batch():
   script = """
 import numpy as np, tensorflow as tf
-from tfgan_app import distribute, gan
+from tfgan_app.gan import model as gan
+from tfgan_app.hardware import distribute
 strategy = distribute.build_strategy("mirrored", num_cpu_replicas=2)
 fn = lambda: gan.replica_latents(3, 7, 0, 8, 4, 5)
 per_replica = strategy.experimental_local_results(strategy.run(fn))
@@ -94,7 +95,9 @@ def test_feature_matching_gradients_summed_over_replicas_equal_one_replicas():
   # comparison above cannot see one: compare the gradients themselves.
   script = """
 import numpy as np, tensorflow as tf
-from tfgan_app import distribute, gan, losses
+from tfgan_app.gan import losses
+from tfgan_app.gan import model as gan
+from tfgan_app.hardware import distribute
 strategy = distribute.build_strategy("mirrored", num_cpu_replicas=2)
 inputs = np.random.default_rng(0).normal(size=(8, 2)).astype(np.float32)
 real_mean = tf.constant([0.3, -0.2, 1.0])

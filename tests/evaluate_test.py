@@ -14,9 +14,13 @@ import pytest
 import tensorflow as tf
 
 from conftest import HANG_TIMEOUT_S, REPO_ROOT, tfds_data_dir, tiny_config
-from tfgan_app import evaluate
-from tfgan_app import export
-from tfgan_app import models
+from tfgan_app.evaluation import callback as eval_callback
+from tfgan_app.evaluation import evaluator as evaluate
+from tfgan_app.exporting import saved_model as export
+from tfgan_app.gan import build as gan_build
+from tfgan_app.models import registry as models
+from tfgan_app.runs import checkpoints
+from tfgan_app.runs import workdir as workdir_lib
 
 _SHARED_CLASSIFIER = "/work/classifiers/mnist"
 _LATENT_DIM = 8
@@ -36,7 +40,7 @@ def classifier_dir(tmp_path_factory, data_dir):
   if (os.path.isfile(os.path.join(_SHARED_CLASSIFIER, "saved_model.pb"))
       and not os.environ.get("TFGAN_APP_TEST_TRAIN_CLASSIFIER")):
     return _SHARED_CLASSIFIER
-  from tfgan_app import classifier  # pylint: disable=import-outside-toplevel
+  from tfgan_app.evaluation import classifier  # pylint: disable=import-outside-toplevel
   out = str(tmp_path_factory.mktemp("classifier") / "mnist")
   classifier.train_classifier("mnist", data_dir, out, epochs=1, train_examples=2000,
                               compute_dtype="float32", download=False)
@@ -110,16 +114,16 @@ def test_in_process_matches_command_protocol_and_reuses_the_cache(export_dir, cl
 
 def _write_workdir(workdir, data_dir, **overrides):
   """A workdir like a training run leaves, without training: flags.cfg, run_spec, ckpt."""
-  from tfgan_app import train  # pylint: disable=import-outside-toplevel
   config = tiny_config(workdir, data_dir, **overrides)
-  model = train.build_gan(config, (28, 28, 1))
+  model = gan_build.build_gan(config, (28, 28, 1))
   model.step.assign(7)
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, train.FLAGFILE), "w") as f:
+  with open(os.path.join(workdir, workdir_lib.FLAGFILE), "w") as f:
     f.write(config.to_flagfile())
-  with open(os.path.join(workdir, train.RUN_SPEC), "w") as f:
-    json.dump(train._run_spec(config, (28, 28, 1)), f)  # pylint: disable=protected-access
-  train.make_checkpoint(model).save(os.path.join(workdir, train.CHECKPOINT_DIR, "ckpt"))
+  with open(os.path.join(workdir, workdir_lib.RUN_SPEC), "w") as f:
+    json.dump(workdir_lib.run_spec(config, (28, 28, 1)), f)
+  checkpoints.make_checkpoint(model).save(
+      os.path.join(workdir, workdir_lib.CHECKPOINT_DIR, "ckpt"))
   return model
 
 
@@ -129,8 +133,8 @@ def test_workdir_generator_is_the_checkpointed_ema_generator(tmp_path, data_dir)
   # Make the EMA weights differ from G's, so that the test tells them apart.
   for variable in model.ema_generator.trainable_variables:
     variable.assign(variable * 0.5)
-  from tfgan_app import train  # pylint: disable=import-outside-toplevel
-  train.make_checkpoint(model).save(os.path.join(workdir, train.CHECKPOINT_DIR, "ckpt"))
+  checkpoints.make_checkpoint(model).save(
+      os.path.join(workdir, workdir_lib.CHECKPOINT_DIR, "ckpt"))
   loaded = evaluate.load_workdir_generator(workdir)
   assert loaded.source["step"] == 7 and loaded.dataset == "mnist"
   latents = tf.random.normal([3, loaded.latent_dim], seed=1)
@@ -155,11 +159,10 @@ def test_workdir_errors(tmp_path, data_dir):
 
 
 def test_eval_callback_logs_every_n_steps(tmp_path, classifier_dir, cache_dir, data_dir):
-  from tfgan_app import train  # pylint: disable=import-outside-toplevel
-  model = train.build_gan(tiny_config(tmp_path, data_dir), (28, 28, 1))
+  model = gan_build.build_gan(tiny_config(tmp_path, data_dir), (28, 28, 1))
   writer = tf.summary.create_file_writer(str(tmp_path / "train"))
   jsonl = str(tmp_path / evaluate.METRICS_FILE)
-  callback = evaluate.EvalCallback(2, "mnist", (28, 28, 1), classifier=classifier_dir,
+  callback = eval_callback.EvalCallback(2, "mnist", (28, 28, 1), classifier=classifier_dir,
                                    metrics=("fid", "kid"), num_samples=100, writer=writer,
                                    metrics_file=jsonl, data_dir=data_dir, cache_dir=cache_dir,
                                    print_fn=None)
@@ -175,7 +178,7 @@ def test_eval_callback_logs_every_n_steps(tmp_path, classifier_dir, cache_dir, d
   assert all(np.isfinite(record["fid"]) and record["is"] is None for record in records)
   assert os.listdir(tmp_path / "train")  # TensorBoard events.
   with pytest.raises(ValueError, match="unknown metric"):
-    evaluate.EvalCallback(2, "mnist", (28, 28, 1), metrics=("fid", "bogus"))
+    eval_callback.EvalCallback(2, "mnist", (28, 28, 1), metrics=("fid", "bogus"))
 
 
 def test_bad_input_gives_clear_errors(classifier_dir, data_dir, cache_dir, tmp_path,
@@ -204,7 +207,7 @@ def test_bad_input_gives_clear_errors(classifier_dir, data_dir, cache_dir, tmp_p
 
 def test_training_with_eval_every_writes_metrics_jsonl(tmp_path, classifier_dir, data_dir,
                                                        monkeypatch):
-  from tfgan_app import train  # pylint: disable=import-outside-toplevel
+  from tfgan_app.training import loop as train  # pylint: disable=import-outside-toplevel
   monkeypatch.setenv("TFGAN_APP_CACHE_DIR", str(tmp_path / "cache"))
   config = tiny_config(tmp_path / "run", data_dir, train_steps=4, eval_every=2,
                        eval_metrics="fid,kid", eval_num_samples=64,

@@ -12,8 +12,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgan_app import export
-from tfgan_app import models
+from tfgan_app import export as export_command
+from tfgan_app.exporting import saved_model as export
+from tfgan_app.gan import build as gan_build
+from tfgan_app.models import registry as models
+from tfgan_app.runs import checkpoints
+from tfgan_app.runs import workdir as workdir_lib
 from conftest import HANG_TIMEOUT_S, assert_images_match, assert_values_match
 
 
@@ -213,22 +217,21 @@ def test_warmup_file_holds_one_prediction_log_per_signature(exported):
 
 
 def test_export_command_exports_the_newest_checkpoint_of_a_workdir(tmp_path):
-  from tfgan_app import train  # pylint: disable=import-outside-toplevel
   from tests.conftest import tiny_config  # pylint: disable=import-outside-toplevel
   config = tiny_config(tmp_path / "run", None, ema_decay=0.9)
   image_shape = (28, 28, 1)
-  model = train.build_gan(config, image_shape)
+  model = gan_build.build_gan(config, image_shape)
   model.step.assign(42)
   ema = model.ema_generator
   ema.project.kernel.assign(ema.project.kernel * 0.5)  # EMA differs from G: must be the export.
-  manager = tf.train.CheckpointManager(train.make_checkpoint(model),
-                                       str(tmp_path / "run" / train.CHECKPOINT_DIR), 2)
+  manager = tf.train.CheckpointManager(checkpoints.make_checkpoint(model),
+                                       str(tmp_path / "run" / workdir_lib.CHECKPOINT_DIR), 2)
   manager.save(checkpoint_number=42)
-  (tmp_path / "run" / train.FLAGFILE).write_text(config.to_flagfile())
-  (tmp_path / "run" / train.RUN_SPEC).write_text(
-      json.dumps(train._run_spec(config, image_shape)))  # pylint: disable=protected-access
+  (tmp_path / "run" / workdir_lib.FLAGFILE).write_text(config.to_flagfile())
+  (tmp_path / "run" / workdir_lib.RUN_SPEC).write_text(
+      json.dumps(workdir_lib.run_spec(config, image_shape)))
 
-  assert export.main(["export", f"--workdir={tmp_path / 'run'}", "--model_name=cli",
+  assert export_command.main(["export", f"--workdir={tmp_path / 'run'}", "--model_name=cli",
                       f"--export_dir={tmp_path / 'out'}"]) == 0
   path = str(tmp_path / "out" / "cli" / "42")
   assert export.read_metadata(path)["step"] == 42
@@ -236,7 +239,7 @@ def test_export_command_exports_the_newest_checkpoint_of_a_workdir(tmp_path):
   served = tf.saved_model.load(path).signatures[export.SERVING_SIGNATURE](latents=latents)
   np.testing.assert_array_equal(served[export.IMAGES].numpy(),
                                 export.to_uint8(ema(latents, training=False)).numpy())
-  assert export.main(["export", f"--workdir={tmp_path / 'nothing'}"]) == 1
+  assert export_command.main(["export", f"--workdir={tmp_path / 'nothing'}"]) == 1
 
 
 def test_warmup_can_be_limited_to_the_batchable_signatures():

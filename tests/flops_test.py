@@ -4,9 +4,9 @@ import keras
 from keras import layers
 import pytest
 
-from tfgan_app import flops
-from tfgan_app import models
-from tfgan_app import tutorial_baseline
+from tfgan_app.models import registry as models
+from tfgan_app.performance import flops
+from tfgan_app.performance import tutorial_baseline
 
 
 def _tiny_model():

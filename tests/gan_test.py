@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgan_app import gan as gan_lib
-from tfgan_app import losses
-from tfgan_app import train
+from tfgan_app.gan import build as gan_build
+from tfgan_app.gan import losses
+from tfgan_app.gan import model as gan_lib
 from conftest import tiny_config
 
 
 def _gan(tmp_path, **overrides):
   config = tiny_config(tmp_path, None, **overrides)
   keras.utils.set_random_seed(0)
-  return train.build_gan(config, (28, 28, 1))
+  return gan_build.build_gan(config, (28, 28, 1))
 
 
 def _real(d_steps, batch=16):
@@ -132,7 +132,7 @@ def test_both_losses_train_the_mlp_on_points(tmp_path, loss):
   config = tiny_config(tmp_path, None, dataset="ring8", architecture="mlp", g_units="16,16",
                        d_units="16,16", d_dropout=0.5, loss=loss)
   keras.utils.set_random_seed(0)
-  model = train.build_gan(config, (2,))
+  model = gan_build.build_gan(config, (2,))
   points = (tf.random.stateless_normal([16, 2], seed=[1, 2]),)
   g_before, d_before = _weights(model.generator), _weights(model.discriminator)
   logs = model.train_step(points)
@@ -149,7 +149,7 @@ def test_feature_matching_and_minibatch_discrimination_train_the_mlp_on_points(t
                        minibatch_discrimination=True, minibatch_kernels=4,
                        minibatch_kernel_dim=3)
   keras.utils.set_random_seed(0)
-  model = train.build_gan(config, (2,))
+  model = gan_build.build_gan(config, (2,))
   points = tf.random.stateless_normal([16, 2], seed=[1, 2])
   assert model.discriminator.features(points, training=False).shape == (16, 8)
   assert model.discriminator.minibatch.num_kernels == 4

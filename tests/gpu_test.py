@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgan_app import precision
+from tfgan_app.hardware import precision
 from conftest import HANG_TIMEOUT_S, REPO_ROOT, tfds_data_dir, tiny_config
 
 pytestmark = pytest.mark.skipif(not tf.config.list_physical_devices("GPU"),
@@ -33,7 +33,7 @@ def test_auto_follows_this_gpus_compute_capability():
 def test_training_under_auto_on_the_gpu(tmp_path, data_dir, capsys):
   # pylint: disable=import-outside-toplevel
   import keras
-  from tfgan_app import train
+  from tfgan_app.training import loop as train
   config = tiny_config(tmp_path / "run", data_dir, mixed_precision="auto", train_steps=20,
                        log_every=10, sample_every=10, checkpoint_every=10,
                        deterministic=False)
@@ -56,7 +56,8 @@ gpu = tf.config.list_physical_devices("GPU")[0]
 if replicas > 1:  # Two logical GPUs on one device.
   tf.config.set_logical_device_configuration(
       gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=4096)] * replicas)
-from tfgan_app import config as config_lib, train
+from tfgan_app.common import config as config_lib
+from tfgan_app.training import loop as train
 config = config_lib.TrainConfig(**json.loads(sys.argv[2]))
 result = train.train_and_export(config)
 path = tf.train.latest_checkpoint(config.workdir + "/checkpoints")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgan_app import losses
+from tfgan_app.gan import losses
 
 REAL = tf.constant([[2.0], [-1.0]])
 FAKE = tf.constant([[0.5], [-3.0]])

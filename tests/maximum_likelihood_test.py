@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfgan_app import maximum_likelihood as ml
+from tfgan_app.mixture import maximum_likelihood as ml
 from tfgan_app.models import gmm
 
 

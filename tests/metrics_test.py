@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from tfgan_app import metrics
+from tfgan_app.evaluation import metrics
 
 
 def _numpy_frechet_distance(a, b):

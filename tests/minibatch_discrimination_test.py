@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgan_app import models
 from tfgan_app.models import minibatch_discrimination as mbd
+from tfgan_app.models import registry as models
 
 
 def _numpy_minibatch_features(features, projection, num_kernels, kernel_dim):

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgan_app import models
-from tfgan_app import tutorial_baseline
 from tfgan_app.models import dcgan
+from tfgan_app.models import mlp
+from tfgan_app.models import registry as models
+from tfgan_app.performance import tutorial_baseline
 
 
 @pytest.mark.parametrize("size,channels", [(28, 1), (32, 3), (64, 3)])
@@ -151,9 +152,9 @@ def test_checkpoint_holds_every_mlp_and_dcgan_variable(tmp_path, architecture):
 def test_mlp_get_config_round_trip():
   generator, discriminator = models.build_models("mlp", 4, (2,), 8, 8, g_units=(8, 4),
                                                  d_units=(6,), d_dropout=0.25)
-  rebuilt = models.mlp.Generator.from_config(generator.get_config())
+  rebuilt = mlp.Generator.from_config(generator.get_config())
   assert rebuilt.hidden_units == (8, 4) and rebuilt.example_shape == (2,)
-  rebuilt_d = models.mlp.Discriminator.from_config(discriminator.get_config())
+  rebuilt_d = mlp.Discriminator.from_config(discriminator.get_config())
   assert rebuilt_d.dropout_rate == 0.25 and rebuilt_d.hidden_units == (6,)
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tfgan_app import plots
+from tfgan_app.common import plots
 
 
 def test_heat_colours_run_from_blue_through_white_to_orange():

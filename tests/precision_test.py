@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from tfgan_app import precision
+from tfgan_app.hardware import precision
 from conftest import tiny_config
 
 # /proc/cpuinfo flags of the CPUs this project has run on (abridged to what matters).
@@ -105,7 +105,7 @@ FLOAT16_MACHINE = precision.Hardware(cpu_flags=EPYC_AVX2, gpus=(("Tesla V100", (
 def _train_on(machine, config, monkeypatch):
   # pylint: disable=import-outside-toplevel
   import keras
-  from tfgan_app import train
+  from tfgan_app.training import loop as train
   monkeypatch.setattr(precision, "_this_machine", lambda: machine)
   try:
     return train.train_and_export(config)

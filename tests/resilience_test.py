@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgan_app import callbacks as callbacks_lib
-from tfgan_app import losses
-from tfgan_app import train
+from tfgan_app.gan import losses
+from tfgan_app.training import callbacks as callbacks_lib
+from tfgan_app.training import loop as train
 from conftest import HANG_TIMEOUT_S, REPO_ROOT, tfds_data_dir, tiny_config
 
 _TINY = ["--batch_size=16", "--seed=5", "--deterministic", "--log_every=1", "--sample_every=100",

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from tfgan_app import results
+from tfgan_app import results as results_command
+from tfgan_app.reporting import results
 from conftest import tfds_data_dir
 
 
@@ -44,7 +45,7 @@ def test_every_run_names_an_existing_config():
 
 @pytest.fixture(scope="module")
 def tiny_classifier(tmp_path_factory):
-  from tfgan_app import classifier  # pylint: disable=import-outside-toplevel
+  from tfgan_app.evaluation import classifier  # pylint: disable=import-outside-toplevel
   out = str(tmp_path_factory.mktemp("classifier") / "mnist")
   classifier.train_classifier("mnist", tfds_data_dir(), out, epochs=1, train_examples=2000,
                               compute_dtype="float32", download=False)
@@ -59,7 +60,7 @@ def test_command_trains_measures_and_writes_the_page(tmp_path, tiny_classifier, 
           f"--classifier={tiny_classifier}", f"--data_dir={tfds_data_dir()}",
           "--runs=dcgan,ring8_minibatch_discrimination", "--num_samples=200",
           "--train_flag=--train_steps=20", "--train_flag=--batch_size=32"]
-  assert results.main(argv) == 0
+  assert results_command.main(argv) == 0
   last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   by_name = {record["name"]: record for record in last["runs"]}
   assert set(by_name) == {"dcgan", "ring8_minibatch_discrimination"}
@@ -86,13 +87,13 @@ def test_command_trains_measures_and_writes_the_page(tmp_path, tiny_classifier, 
   before = page
   argv_bad = [arg for arg in argv if not arg.startswith("--runs")] + [
       "--runs=ring8_minimax", "--train_flag=--batch_size=0"]
-  assert results.main(argv_bad) == 1
+  assert results_command.main(argv_bad) == 1
   error = capsys.readouterr().err.strip().splitlines()[-1]
   assert error.startswith("python -m tfgan_app.results: error: training ring8_minimax")
   assert (out_dir / "results.md").read_text() == before
 
 
 def test_unknown_run_is_refused(capsys):
-  assert results.main(["results", "--runs=dcgan,wgan"]) == 2
+  assert results_command.main(["results", "--runs=dcgan,wgan"]) == 2
   error = capsys.readouterr().err
   assert "unknown run(s) ['wgan']" in error and "ring8_minimax" in error

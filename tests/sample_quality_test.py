@@ -20,11 +20,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgan_app import classifier as classifier_lib
-from tfgan_app import data
-from tfgan_app import export
-from tfgan_app import models
-from tfgan_app import sample_quality
+from tfgan_app import sample_quality as sample_quality_command
+from tfgan_app.data import datasets as data
+from tfgan_app.evaluation import classifier as classifier_lib
+from tfgan_app.evaluation import sample_quality
+from tfgan_app.exporting import saved_model as export
+from tfgan_app.models import registry as models
 from conftest import HANG_TIMEOUT_S, REPO_ROOT, tfds_data_dir
 
 LATENT_DIM = 24
@@ -246,7 +247,7 @@ def test_missing_export_is_one_line_on_stderr(judge_and_banks, tmp_path):
 
 def test_flags_have_defaults_and_help_except_the_two_paths():
   flag_values = flags.FlagValues()
-  sample_quality.define_flags(flag_values)
+  sample_quality_command.define_flags(flag_values)
   with pytest.raises(flags.IllegalFlagValueError, match="saved_model"):
     flag_values(["sample_quality"])
   flag_values(["sample_quality", "--saved_model=a", "--classifier=b"])
@@ -254,7 +255,7 @@ def test_flags_have_defaults_and_help_except_the_two_paths():
   assert flag_values.threshold == 0.9
   names = {name for name in flag_values if flag_values[name].name == name}
   assert all(flag_values[name].help.strip() for name in names)
-  assert not flags.FLAGS.flags_by_module_dict().get(sample_quality.__name__)
+  assert not flags.FLAGS.flags_by_module_dict().get(sample_quality_command.__name__)
 
 
 def test_a_point_export_is_sent_to_the_toy_metrics(tmp_path):

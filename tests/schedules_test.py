@@ -2,7 +2,7 @@
 
 import pytest
 
-from tfgan_app import schedules
+from tfgan_app.gan import schedules
 
 
 def test_linear_decay_to_zero_golden_values():

@@ -15,9 +15,10 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 
 from serving import client
+from serving import client_lib
 from serving import server as server_lib
-from tfgan_app import export
-from tfgan_app import models
+from tfgan_app.exporting import saved_model as export
+from tfgan_app.models import registry as models
 from conftest import HANG_TIMEOUT_S, assert_images_match
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,10 +70,10 @@ def test_client_writes_the_grid_and_single_pngs(running, generator, tmp_path, si
 
 
 def test_client_interpolate_and_serving_default(running, generator, tmp_path):
-  result = client.sample(f"127.0.0.1:{running.port}", "dcgan", 4, 7,
+  result = client_lib.sample(f"127.0.0.1:{running.port}", "dcgan", 4, 7,
                          export.INTERPOLATE_SIGNATURE)
   assert_images_match(result["images"][[0, -1]], _expected(generator, [7, 8]))
-  result = client.sample(f"127.0.0.1:{running.port}", "dcgan", 2, 7, export.SERVING_SIGNATURE)
+  result = client_lib.sample(f"127.0.0.1:{running.port}", "dcgan", 2, 7, export.SERVING_SIGNATURE)
   latents = np.random.default_rng(7).standard_normal((2, 8)).astype(np.float32)
   assert_images_match(result["images"],
                       export.to_uint8(generator(latents, training=False)).numpy())

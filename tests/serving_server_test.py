@@ -20,8 +20,8 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import server as server_lib
-from tfgan_app import export
-from tfgan_app import models
+from tfgan_app.exporting import saved_model as export
+from tfgan_app.models import registry as models
 
 
 def _generator(seed):

@@ -4,7 +4,7 @@ import numpy as np
 import scipy.linalg
 import tensorflow as tf
 
-from tfgan_app.tfgan_compat import tfgan
+from tfgan_app.common.tfgan_compat import tfgan
 
 
 def _sigmoid(x):

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgan_app import theory
-from tfgan_app import toy_data
+from tfgan_app import theory as theory_command
+from tfgan_app.toy import distributions as toy_data
+from tfgan_app.toy import theory
 from conftest import HANG_TIMEOUT_S, REPO_ROOT
 
 P_DATA = toy_data.get("gaussian1d")
@@ -98,7 +99,7 @@ def test_command_meets_the_bounds_and_writes_its_plot(tmp_path):
 ])
 def test_bad_flags_fail_in_one_line(tmp_path, capsys, args, message):
   # main() in process: the command's own parsing and exit status, without a TF start-up.
-  assert theory.main(["theory", f"--out={tmp_path}", *args]) == 2
+  assert theory_command.main(["theory", f"--out={tmp_path}", *args]) == 2
   error = capsys.readouterr().err
   assert error.startswith("python -m tfgan_app.theory: error:") and message in error
   assert len(error.strip().splitlines()) == 1

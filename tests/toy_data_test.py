@@ -7,7 +7,7 @@ import pytest
 from scipy import integrate
 import tensorflow as tf
 
-from tfgan_app import toy_data
+from tfgan_app.toy import distributions as toy_data
 
 
 def test_ring8_and_grid25_centres_match_the_issue():
@@ -107,7 +107,7 @@ def test_stream_is_a_pure_function_of_seed_and_step():
 def test_data_never_reuses_the_latents_random_numbers():
   # gan.latent_seed folds purposes 0..d_steps-1 and 2**20 into (seed, step); the data's seed
   # differs from all of them.
-  from tfgan_app import gan  # pylint: disable=import-outside-toplevel
+  from tfgan_app.gan import model as gan  # pylint: disable=import-outside-toplevel
   data_seed = toy_data.batch_seed(1, 7, 0).numpy()
   for purpose in (0, 1, 1 << 20):
     assert not np.array_equal(data_seed, gan.latent_seed(1, 7, purpose).numpy())

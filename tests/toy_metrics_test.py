@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from tfgan_app import toy_data
-from tfgan_app import toy_metrics
+from tfgan_app.toy import distributions as toy_data
+from tfgan_app.toy import metrics as toy_metrics
 from conftest import HANG_TIMEOUT_S, REPO_ROOT
 
 RING = toy_data.get("ring8")

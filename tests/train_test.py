@@ -12,16 +12,19 @@ from absl import flags
 import pytest
 import tensorflow as tf
 
-from tfgan_app import cli
-from tfgan_app import config as config_lib
-from tfgan_app import export
-from tfgan_app import toy_metrics
-from tfgan_app import train
+from tfgan_app import toy_metrics as toy_metrics_command
+from tfgan_app import train as train_command
+from tfgan_app.common import cli
+from tfgan_app.common import config as config_lib
+from tfgan_app.exporting import saved_model as export
+from tfgan_app.runs import restore
+from tfgan_app.runs import workdir as workdir_lib
+from tfgan_app.training import loop as train
 from conftest import HANG_TIMEOUT_S, REPO_ROOT, tfds_data_dir, tiny_config
 
 
 def _checkpoint_values(workdir):
-  path = tf.train.latest_checkpoint(os.path.join(workdir, train.CHECKPOINT_DIR))
+  path = tf.train.latest_checkpoint(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR))
   reader = tf.train.load_checkpoint(path)
   return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(path)
           if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")}
@@ -136,11 +139,11 @@ def test_bad_input_fails_in_one_line_and_changes_nothing(finished_run, data_dir,
 
 def _run_in_process(argv, capsys):
   """What `python -m tfgan_app.train ARGV` does, in this process (no TensorFlow start-up per
-  case): the entry point's flags parser, then `train.main`. Returns (exit status, stderr)."""
+  case): the entry point's flags parser, then `train_command.main`. Returns (exit status, stderr)."""
   capsys.readouterr()
   flags.FLAGS.unparse_flags()
   try:
-    train.main(cli.flags_parser("python -m tfgan_app.train")(["train", *argv]))
+    train_command.main(cli.flags_parser("python -m tfgan_app.train")(["train", *argv]))
     status = 0
   except SystemExit as exit_:
     status = exit_.code
@@ -206,10 +209,10 @@ def test_minibatch_discrimination_run_records_its_sizes_and_restores(tmp_path, d
   spec = json.loads((tmp_path / "run" / "run_spec.json").read_text())
   assert (spec["minibatch_discrimination"], spec["minibatch_kernels"],
           spec["minibatch_kernel_dim"]) == (True, 4, 3)
-  with pytest.raises(train.ConfigError, match="minibatch_kernels: checkpoint 4, flags 8"):
+  with pytest.raises(workdir_lib.ConfigError, match="minibatch_kernels: checkpoint 4, flags 8"):
     train.train_and_export(config.with_updates(minibatch_kernels=8, train_steps=3))
   # Export and evaluation rebuild the run from its workdir alone, layer included.
-  model, restored, _, _ = train.restore_run(str(tmp_path / "run"))
+  model, restored, _, _ = restore.restore_run(str(tmp_path / "run"))
   assert restored.minibatch_kernels == 4 and model.discriminator.minibatch.num_kernels == 4
   assert any("minibatch" in v.path for v in model.discriminator.variables)
 
@@ -263,7 +266,7 @@ def test_gmm_entry_point_writes_the_workdir_and_a_servable_export(tmp_path, data
       **{export.NUM_SAMPLES: tf.constant(2), export.SEED: tf.constant(5, tf.int64)})
   assert sampled[export.PNG_BYTES].shape == (2,)
   # The workdir's checkpoint gives the same images as the export (restore_run rebuilds it).
-  model, restored_config, _, _ = train.restore_run(str(workdir))
+  model, restored_config, _, _ = restore.restore_run(str(workdir))
   assert restored_config.gmm_components == 3 and int(model.step.numpy()) == 4
   np.testing.assert_array_equal(
       export.to_uint8(model.sampling_generator(latents)).numpy(),
@@ -323,7 +326,7 @@ def test_ring8_run_writes_toy_metrics_plots_and_a_samples_export(tmp_path, capsy
   assert metadata["dataset"] == "ring8" and metadata["sample_shape"] == [2]
   # The toy metrics command (in process: main returns its exit status) measures it; its last
   # line is JSON.
-  assert toy_metrics.main(["toy_metrics", f"--saved_model={path}", "--num_samples=1000"]) == 0
+  assert toy_metrics_command.main(["toy_metrics", f"--saved_model={path}", "--num_samples=1000"]) == 0
   record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert record["dataset"] == "ring8" and record["num_samples"] == 1000
   assert 0 <= record["modes_covered"] <= 8 and 0.0 <= record["high_quality_fraction"] <= 1.0
@@ -354,7 +357,7 @@ def test_steps_per_execution_trains_the_same_steps_and_saves_at_the_same_steps(t
   assert result.step == 4
   assert sorted(os.listdir(os.path.join(two.workdir, "samples"))) == [
       "step_0000002.png", "step_0000004.png"]
-  index = tf.train.get_checkpoint_state(os.path.join(two.workdir, train.CHECKPOINT_DIR))
+  index = tf.train.get_checkpoint_state(os.path.join(two.workdir, workdir_lib.CHECKPOINT_DIR))
   assert [os.path.basename(p) for p in index.all_model_checkpoint_paths] == ["ckpt-2", "ckpt-4"]
   expected, got = _checkpoint_values(one.workdir), _checkpoint_values(two.workdir)
   for name in expected:
@@ -381,7 +384,7 @@ def test_toy_bad_input_fails_in_one_line(tmp_path, extra, message, capsys):
 def test_toy_configuration_errors_come_before_the_workdir_is_touched(tmp_path, change, message):
   config = config_lib.TrainConfig(workdir=str(tmp_path / "run"), dataset="ring8",
                                   architecture="mlp").with_updates(**change)
-  with pytest.raises(train.ConfigError, match=re.escape(message)):
+  with pytest.raises(workdir_lib.ConfigError, match=re.escape(message)):
     train.train_and_export(config)
   assert not os.path.exists(config.workdir)
 
@@ -394,7 +397,7 @@ def test_toy_resume_with_other_mlp_widths_or_dropout_is_refused(tmp_path):
   train.train_and_export(config)
   for change, message in ((dict(d_units="16"), "d_units: checkpoint '8', flags '16'"),
                           (dict(d_dropout=0.5), "d_dropout: checkpoint 0.0, flags 0.5")):
-    with pytest.raises(train.ConfigError, match=message):
+    with pytest.raises(workdir_lib.ConfigError, match=message):
       train.train_and_export(config.with_updates(train_steps=4, **change))
 
 

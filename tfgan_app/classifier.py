@@ -1,460 +1,19 @@
-"""The project's own domain classifier, the judge of generated MNIST / Fashion-MNIST images.
+"""Trains the domain classifier: `python -m tfgan_app.classifier --dataset=mnist --out=DIR`.
 
-  python -m tfgan_app.classifier --dataset=mnist --out=/work/classifiers/mnist
-  # about 40 s (30 CPU-seconds) on 2 CPU cores; test accuracy 99.3% (fashion_mnist: 91.4%)
-
-TF-GAN's own MNIST classifier loads from TF-Hub, which needs a network (shared/notes/stack.md
-§1), so tests and offline users judge samples with this one. It is a small CNN trained on the
-TFDS train split with images as the GAN sees them (float32 NHWC in [-1, 1]) and evaluated on
-the test split.
-
-The output directory is a SavedModel with two signatures, `logits` and `features` (both take
-`images` float32 [N, H, W, C] in [-1, 1]), plus `classifier.json` describing it. The module
-tracks only the raw `tf.Variable`s and reaches the Keras model through a closure: a `tf.Module`
-that holds a Keras 3 model as an attribute loads in Python but fails under TF Serving's C++
-loader (stack.md §3).
+About 40 s (30 CPU-seconds) on 2 CPU cores; test accuracy 99.3% (fashion_mnist: 91.4%). The work
+is `tfgan_app.evaluation.classifier.train_classifier`; this module only parses the flags.
 """
 
 import json
 import os
-import shutil
 import sys
-import tempfile
-import time
-from typing import Optional, Sequence
 
 from absl import app
 from absl import flags
-import keras
-from keras import layers
-import numpy as np
-import tensorflow as tf
-import tensorflow_datasets as tfds
 
-from tfgan_app import cli
-from tfgan_app import data
-
-# Signature and tensor names: a contract with every caller of the exported classifier.
-LOGITS_SIGNATURE = "logits"
-FEATURES_SIGNATURE = "features"
-IMAGES = "images"
-LOGITS = "logits"
-FEATURES = "features"
-METADATA_FILE = "classifier.json"
-
-TRAIN_SPLIT = "train"
-TEST_SPLIT = "test"
-COMPUTE_DTYPES = ("auto", "mixed_bfloat16", "float32")
-
-# Defaults measured on the 2-core reference machine: 3 epochs reach 99.25-99.3% on MNIST
-# (seeds 0-2) and 91.4% on Fashion-MNIST; 2 epochs stop at about 99.1%, too close to 99%.
-DEFAULT_EPOCHS = 3
-DEFAULT_BATCH_SIZE = 128
-DEFAULT_LEARNING_RATE = 3e-3
-FEATURE_DIM = 128
-# Rows per call in `Classifier` and in evaluation: large enough to amortise the per-call cost,
-# small enough that 10,000 images never sit in one activation tensor.
-INFERENCE_BATCH_SIZE = 500
-
-# Files a previous classifier export leaves; an existing --out holding anything else is refused
-# rather than overwritten.
-_EXPORT_ENTRIES = frozenset({"saved_model.pb", "variables", "assets", "fingerprint.pb",
-                             METADATA_FILE})
-
-
-class ClassifierError(RuntimeError):
-  """The classifier cannot be trained, written or loaded (bad destination, bad directory)."""
-
-
-def build_model(image_shape: Sequence[int], num_classes: int,
-                dtype_policy: str = "float32") -> keras.Model:
-  """The classifier: two conv/pool stages, a 128-unit feature layer, a linear head.
-
-  Plain 3x3 convolutions without batch norm: on 2 CPU cores this net trains at about 1.8x the
-  images/s of a BatchNorm variant, and reaches about the same test accuracy per epoch.
-
-  Args:
-    image_shape: [H, W, C] of the inputs.
-    num_classes: number of logits.
-    dtype_policy: Keras dtype policy of the hidden layers ("float32" or "mixed_bfloat16").
-      Set per layer, never globally, so that callers' policies are untouched; the logits are
-      float32 either way.
-
-  Returns:
-    A functional `keras.Model` mapping images [N, H, W, C] to logits [N, num_classes]; its
-    layer named "features" gives the penultimate activations [N, FEATURE_DIM].
-  """
-  policy = dtype_policy  # Every layer but the logits.
-  inputs = keras.Input(tuple(image_shape), name=IMAGES)
-  x = layers.Conv2D(32, 3, padding="same", activation="relu", dtype=policy,
-                    name="conv1")(inputs)  # [N, H, W, 32]
-  x = layers.MaxPooling2D(dtype=policy, name="pool1")(x)  # [N, H/2, W/2, 32]
-  x = layers.Conv2D(64, 3, padding="same", activation="relu", dtype=policy, name="conv2")(x)
-  x = layers.MaxPooling2D(dtype=policy, name="pool2")(x)  # [N, H/4, W/4, 64]
-  x = layers.Flatten(dtype=policy, name="flatten")(x)
-  features = layers.Dense(FEATURE_DIM, activation="relu", dtype=policy,
-                          name=FEATURES)(x)  # [N, FEATURE_DIM]
-  x = layers.Dropout(0.3, dtype=policy, name="dropout")(features)
-  logits = layers.Dense(num_classes, dtype="float32", name=LOGITS)(x)  # [N, num_classes]
-  return keras.Model(inputs, logits, name="classifier")
-
-
-def feature_model(model: keras.Model) -> keras.Model:
-  """A model sharing `model`'s weights that outputs its "features" layer [N, FEATURE_DIM]."""
-  # model.input, not model.inputs: a one-element list makes Keras warn on every tensor call.
-  return keras.Model(model.input, model.get_layer(FEATURES).output, name="classifier_features")
-
-
-class ClassifierExportModule(tf.Module):
-  """A `tf.Module` with the classifier's `logits` and `features` signatures."""
-
-  def __init__(self, model: keras.Model):
-    super().__init__(name="classifier_export")
-    # Raw tf.Variables only, the Keras model only in closures (see the module docstring).
-    self._variables = [v.value for v in model.variables]
-    features = feature_model(model)
-    image_shape = tuple(model.input_shape[1:])
-    spec = tf.TensorSpec([None, *image_shape], tf.float32, name=IMAGES)
-
-    def logits_fn(images):
-      return {LOGITS: model(images, training=False)}
-
-    def features_fn(images):
-      return {FEATURES: features(images, training=False)}
-
-    self.logits = tf.function(logits_fn, input_signature=[spec])
-    self.features = tf.function(features_fn, input_signature=[spec])
-
-  def signatures(self):
-    return {LOGITS_SIGNATURE: self.logits.get_concrete_function(),
-            FEATURES_SIGNATURE: self.features.get_concrete_function()}
-
-
-def save_classifier(model: keras.Model, out_dir: str, metadata: dict) -> str:
-  """Writes the SavedModel and `classifier.json` to `out_dir`, replacing an older export.
-
-  The export is written under a temporary sibling name and renamed into place, so a reader
-  never sees half a classifier.
-
-  Returns:
-    `out_dir`.
-
-  Raises:
-    ClassifierError: `out_dir` holds something other than a classifier export, or cannot be
-      written.
-  """
-  out_dir = os.path.abspath(out_dir)
-  check_out_dir(out_dir)
-  parent = os.path.dirname(out_dir)
-  try:
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
-  except OSError as error:
-    raise ClassifierError(f"cannot write under {parent}: {error.strerror}") from error
-  try:
-    module = ClassifierExportModule(model)
-    tf.saved_model.save(module, staging, signatures=module.signatures())
-    with open(os.path.join(staging, METADATA_FILE), "w") as f:
-      json.dump(metadata, f, indent=2, sort_keys=True)
-      f.write("\n")
-    if os.path.isdir(out_dir):
-      # The older export moves aside first: os.rename cannot replace a non-empty directory.
-      old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
-      os.rename(out_dir, os.path.join(old, "export"))
-      os.rename(staging, out_dir)
-      shutil.rmtree(old, ignore_errors=True)
-    else:
-      os.rename(staging, out_dir)
-  except Exception as error:
-    shutil.rmtree(staging, ignore_errors=True)
-    raise ClassifierError(f"saving the classifier to {out_dir} failed: {error}") from error
-  return out_dir
-
-
-def check_out_dir(out_dir: str) -> None:
-  """Refuses an `out_dir` that exists and is not an empty directory or an older export.
-
-  Called before training as well as before saving, so a bad --out costs seconds, not a run.
-
-  Raises:
-    ClassifierError: as described.
-  """
-  if not os.path.exists(out_dir):
-    return
-  if not os.path.isdir(out_dir):
-    raise ClassifierError(f"--out={out_dir} exists and is not a directory")
-  foreign = sorted(set(os.listdir(out_dir)) - _EXPORT_ENTRIES)
-  if foreign:
-    raise ClassifierError(
-        f"--out={out_dir} exists and holds files that are not a classifier export "
-        f"({', '.join(foreign[:5])}); pass a new or empty directory")
-
-
-def describe_dataset(dataset: str, data_dir: Optional[str] = None,
-                     download: bool = True) -> dict:
-  """Makes sure `dataset` is a prepared TFDS image classification dataset and describes it.
-
-  Returns:
-    {"image_shape": [H, W, C], "num_classes": int, "class_names": [str]}.
-
-  Raises:
-    data.DatasetError: unknown dataset, no `image` feature, no `label` class feature, no
-      train or test split, or not on disk and not downloadable.
-  """
-  # Features first: they are known without the data, so a wrong --dataset fails before any
-  # download is attempted. (data.describe's messages speak of the GAN's --image_size, hence
-  # these checks of our own.)
-  accepted = "--dataset accepts TFDS image classification datasets such as mnist, fashion_mnist"
-  try:
-    features = tfds.builder(dataset, data_dir=data_dir).info.features
-  except tfds.core.registered.DatasetNotFoundError as error:
-    raise data.DatasetError(f"unknown dataset {dataset!r}: {accepted}") from error
-  image = features["image"] if "image" in features else None
-  label = features["label"] if "label" in features else None
-  for name, value, kind in (("image", image, tfds.features.Image),
-                            ("label", label, tfds.features.ClassLabel)):
-    if not isinstance(value, kind):
-      raise data.DatasetError(
-          f"dataset {dataset!r} has no {name!r} feature of type {kind.__name__} (features: "
-          f"{sorted(features.keys())}); {accepted}")
-  if None in image.shape:
-    raise data.DatasetError(f"dataset {dataset!r} has images of varying size {image.shape}; "
-                            f"the classifier needs a fixed [H, W, C]; {accepted}")
-  # image_size = the native height: no resizing, and no square-image requirement.
-  data.prepare(dataset, TRAIN_SPLIT, data_dir, image_size=image.shape[0], download=download)
-  builder = tfds.builder(dataset, data_dir=data_dir)  # Again: splits are known once prepared.
-  if TEST_SPLIT not in builder.info.splits:
-    raise data.DatasetError(f"dataset {dataset!r} has no {TEST_SPLIT!r} split to evaluate on "
-                            f"(splits: {sorted(builder.info.splits.keys())})")
-  return {"image_shape": [int(d) for d in image.shape],
-          "num_classes": int(label.num_classes),
-          "class_names": list(label.names)}
-
-
-def load_split(dataset: str, split: str, data_dir: Optional[str] = None):
-  """The whole split decoded once into memory: (uint8 [N, H, W, C], int64 [N]) numpy arrays.
-
-  `batch_size=-1` decodes MNIST's 60,000 PNGs in about 3 s here, against about 5 s through a
-  per-example `tf.data` map; every epoch then reads memory.
-  """
-  arrays = tfds.load(dataset, split=split, data_dir=data_dir, download=False, batch_size=-1)
-  return arrays["image"].numpy(), arrays["label"].numpy()
-
-
-def default_compute_dtype() -> str:
-  """"mixed_bfloat16" on CPUs with native bfloat16 arithmetic, else "float32".
-
-  On the reference CPU (AVX512_BF16) mixed bfloat16 trains this net about 1.6x faster at the
-  same accuracy; without native support bfloat16 is emulated, which can be slower than float32.
-  """
-  if tf.config.list_physical_devices("GPU"):
-    return "float32"  # Older GPUs lack fast bfloat16; the net is tiny anyway.
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu_flags = set(f.read().split())
-  except OSError:
-    return "float32"
-  return "mixed_bfloat16" if cpu_flags & {"avx512_bf16", "amx_bf16"} else "float32"
-
-
-def predict_logits(model: keras.Model, images: np.ndarray) -> np.ndarray:
-  """Logits [N, num_classes] of uint8 or [-1, 1] float images, in inference batches."""
-  outputs = []
-  for start in range(0, len(images), INFERENCE_BATCH_SIZE):
-    batch = images[start:start + INFERENCE_BATCH_SIZE]
-    if batch.dtype == np.uint8:
-      batch = data.to_unit_range(batch)
-    outputs.append(keras.ops.convert_to_numpy(model(batch, training=False)))
-  return np.concatenate(outputs)
-
-
-def train_classifier(dataset: str, data_dir: Optional[str], out_dir: str,
-                     epochs: int = DEFAULT_EPOCHS, train_examples: Optional[int] = None,
-                     batch_size: int = DEFAULT_BATCH_SIZE,
-                     learning_rate: float = DEFAULT_LEARNING_RATE, seed: int = 0,
-                     compute_dtype: str = "auto", download: bool = True,
-                     verbose: int = 0) -> dict:
-  """Trains the classifier on the train split, evaluates it on the test split, saves it.
-
-  Args:
-    dataset: TFDS image classification dataset with `image` and `label` features, e.g. mnist,
-      fashion_mnist.
-    data_dir: TFDS data directory; None: TFDS's default, which honours $TFDS_DATA_DIR.
-    out_dir: directory of the SavedModel and `classifier.json` (new, empty or an older export).
-    epochs: passes over the training examples.
-    train_examples: use only the first N training examples (None: all of them).
-    batch_size: training batch size.
-    learning_rate: peak Adam learning rate of the warmup + cosine-decay schedule.
-    seed: seed of the initial weights, dropout and data order. Sets Keras's global seeds.
-    compute_dtype: "auto" (see `default_compute_dtype`), "mixed_bfloat16" or "float32" for
-      training. The saved model always computes in float32.
-    download: download and prepare the dataset if `data_dir` lacks it.
-    verbose: Keras `fit` verbosity (0 silent, 2 one line per epoch).
-
-  Returns:
-    The contents of `classifier.json` (dataset, image_shape, num_classes, class_names,
-    test_accuracy, ...) plus "path" (the saved model) and "model" (the trained float32
-    `keras.Model`, whose logits the SavedModel reproduces).
-
-  Raises:
-    data.DatasetError: see `describe_dataset`.
-    ClassifierError: bad arguments or `out_dir`.
-  """
-  if epochs <= 0 or batch_size <= 0 or learning_rate <= 0:
-    raise ClassifierError(f"epochs, batch_size and learning_rate must be positive, got "
-                          f"{epochs}, {batch_size}, {learning_rate}")
-  if train_examples is not None and train_examples < batch_size:
-    raise ClassifierError(f"train_examples={train_examples} is fewer than one batch "
-                          f"({batch_size}); pass more examples or a smaller batch")
-  if compute_dtype not in COMPUTE_DTYPES:
-    raise ClassifierError(f"compute_dtype {compute_dtype!r}; accepted: {COMPUTE_DTYPES}")
-  check_out_dir(os.path.abspath(out_dir))
-  start_time = time.time()
-  info = describe_dataset(dataset, data_dir, download=download)
-  split = TRAIN_SPLIT if train_examples is None else f"{TRAIN_SPLIT}[:{train_examples}]"
-  train_images, train_labels = load_split(dataset, split, data_dir)
-  test_images, test_labels = load_split(dataset, TEST_SPLIT, data_dir)
-  load_seconds = time.time() - start_time
-  if verbose:
-    print(f"Loaded {dataset}: {len(train_images)} train and {len(test_images)} test images "
-          f"{'x'.join(map(str, info['image_shape']))}, {info['num_classes']} classes "
-          f"({load_seconds:.1f} s)", flush=True)
-
-  keras.utils.set_random_seed(seed)
-  if compute_dtype == "auto":
-    compute_dtype = default_compute_dtype()
-  model = build_model(info["image_shape"], info["num_classes"], compute_dtype)
-  steps_per_epoch = len(train_images) // batch_size
-  total_steps = epochs * steps_per_epoch
-  # Warmup then cosine decay: a high peak rate early, which a 3-epoch budget needs, without
-  # the divergence a cold start at that rate risks.
-  schedule = keras.optimizers.schedules.CosineDecay(
-      0.0, total_steps, warmup_target=learning_rate, warmup_steps=max(1, total_steps // 10))
-  model.compile(optimizer=keras.optimizers.Adam(schedule),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"])
-  # uint8 in memory (a quarter of the float32 size); scaling happens per batch.
-  stream = tf.data.Dataset.from_tensor_slices((train_images, train_labels))
-  stream = stream.shuffle(len(train_images), seed=seed, reshuffle_each_iteration=True)
-  stream = stream.batch(batch_size, drop_remainder=True)
-  stream = stream.map(lambda images, labels: (data.to_unit_range(images), labels),
-                      num_parallel_calls=tf.data.AUTOTUNE)
-  stream = stream.prefetch(tf.data.AUTOTUNE)
-  fit_start = time.time()
-  model.fit(stream, epochs=epochs, verbose=verbose, shuffle=False)  # Shuffled above.
-  train_seconds = time.time() - fit_start
-
-  # The export computes in float32 whatever the training precision, so that features (for
-  # FID-like metrics) carry full precision; accuracy is measured on exactly that model.
-  export_model = build_model(info["image_shape"], info["num_classes"], "float32")
-  export_model.set_weights(model.get_weights())
-  predictions = np.argmax(predict_logits(export_model, test_images), axis=1)
-  test_accuracy = float(np.mean(predictions == test_labels))
-  metadata = {
-      "dataset": dataset,
-      "image_shape": info["image_shape"],
-      "num_classes": info["num_classes"],
-      "class_names": info["class_names"],
-      "feature_dim": FEATURE_DIM,
-      "test_accuracy": test_accuracy,
-      "test_examples": int(len(test_images)),
-      "train_examples": int(len(train_images)),
-      "epochs": epochs,
-      "batch_size": batch_size,
-      "learning_rate": learning_rate,
-      "seed": seed,
-      "compute_dtype": compute_dtype,
-      "train_seconds": round(train_seconds, 1),
-      "tensorflow_version": tf.__version__,
-      "keras_version": keras.__version__,
-  }
-  path = save_classifier(export_model, out_dir, metadata)
-  return dict(metadata, path=path, model=export_model)
-
-
-class Classifier:
-  """A loaded classifier export: numpy in, numpy out, in batches of `batch_size` rows."""
-
-  def __init__(self, path: str, batch_size: int = INFERENCE_BATCH_SIZE):
-    """Loads the SavedModel at `path`.
-
-    Raises:
-      ClassifierError: `path` is not a classifier export.
-    """
-    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-      raise ClassifierError(f"no classifier at {path} (no saved_model.pb); train one with "
-                            "python -m tfgan_app.classifier --dataset=mnist --out=DIR")
-    # The loaded root must outlive the signature functions, which do not keep their
-    # variables alive by themselves.
-    self._loaded = tf.saved_model.load(path)
-    missing = {LOGITS_SIGNATURE, FEATURES_SIGNATURE} - set(self._loaded.signatures.keys())
-    if missing:
-      raise ClassifierError(f"{path} is a SavedModel without the signature(s) "
-                            f"{sorted(missing)} of a tfgan_app classifier")
-    self._logits = self._loaded.signatures[LOGITS_SIGNATURE]
-    self._features = self._loaded.signatures[FEATURES_SIGNATURE]
-    self.batch_size = batch_size
-    self.path = path
-    spec = self._logits.structured_input_signature[1][IMAGES]
-    self.image_shape = tuple(int(d) for d in spec.shape[1:])  # (H, W, C)
-    metadata_path = os.path.join(path, METADATA_FILE)
-    self.metadata = {}
-    if os.path.isfile(metadata_path):
-      with open(metadata_path) as f:
-        self.metadata = json.load(f)
-    self.num_classes = int(self._logits.structured_outputs[LOGITS].shape[-1])
-    self.feature_dim = int(self._features.structured_outputs[FEATURES].shape[-1])
-
-  def logits(self, images) -> np.ndarray:
-    """float32 images [N, H, W, C] in [-1, 1] -> float32 logits [N, num_classes]."""
-    return self._run(self._logits, LOGITS, images)
-
-  def features(self, images) -> np.ndarray:
-    """float32 images [N, H, W, C] in [-1, 1] -> float32 features [N, feature_dim]."""
-    return self._run(self._features, FEATURES, images)
-
-  def probabilities(self, images) -> np.ndarray:
-    """Softmax of `logits`, float64 [N, num_classes] (rows sum to 1 to ~1e-15)."""
-    logits = self.logits(images).astype(np.float64)
-    logits -= logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-  def _run(self, function, output, images) -> np.ndarray:
-    images = images.numpy() if isinstance(images, tf.Tensor) else np.asarray(images)
-    if images.dtype == np.uint8:
-      # A uint8 batch here is almost always [0, 255] pixels, which would be classified as if
-      # nearly saturated; refuse rather than answer wrongly.
-      raise ValueError("the classifier takes float images in [-1, 1]; convert uint8 pixels "
-                       "with x / 127.5 - 1")
-    if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
-      raise ValueError(f"the classifier takes images [N, {', '.join(map(str, self.image_shape))}]"
-                       f", got shape {list(images.shape)}")
-    images = images.astype(np.float32, copy=False)
-    width = self.num_classes if output == LOGITS else self.feature_dim
-    outputs = [np.zeros([0, width], np.float32)]  # Keeps an empty batch [0, width].
-    for start in range(0, len(images), self.batch_size):
-      batch = tf.constant(images[start:start + self.batch_size])
-      outputs.append(function(**{IMAGES: batch})[output].numpy())
-    return np.concatenate(outputs)
-
-
-def load_classifier(path: str, batch_size: int = INFERENCE_BATCH_SIZE) -> Classifier:
-  """Loads a classifier written by `train_classifier` (or this module's command).
-
-  Returns:
-    A `Classifier` with `.logits(images)`, `.features(images)`, `.probabilities(images)`,
-    `.image_shape`, `.num_classes`, `.feature_dim` and `.metadata` (the `classifier.json`
-    contents, {} if the file is absent).
-
-  Raises:
-    ClassifierError: `path` is not a classifier export.
-  """
-  return Classifier(path, batch_size)
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line.
+from tfgan_app.common import cli
+from tfgan_app.data import datasets as data
+from tfgan_app.evaluation import classifier as classifier_lib
 
 _PROGRAM = "python -m tfgan_app.classifier"
 
@@ -476,19 +35,21 @@ def define_flags(flag_values=flags.FLAGS) -> None:
   flags.DEFINE_string("data_dir", None,
                       "TFDS data directory. Default: TFDS's own, which honours $TFDS_DATA_DIR.",
                       flag_values=flag_values)
-  flags.DEFINE_integer("epochs", DEFAULT_EPOCHS, "Passes over the training examples (>= 1).",
+  flags.DEFINE_integer("epochs", classifier_lib.DEFAULT_EPOCHS,
+                       "Passes over the training examples (>= 1).",
                        lower_bound=1, flag_values=flag_values)
   flags.DEFINE_integer("train_examples", None,
                        "Train on only the first N examples of the train split (>= batch_size). "
                        "Default: all.", lower_bound=1, flag_values=flag_values)
-  flags.DEFINE_integer("batch_size", DEFAULT_BATCH_SIZE, "Training batch size in images (>= 1).",
+  flags.DEFINE_integer("batch_size", classifier_lib.DEFAULT_BATCH_SIZE,
+                       "Training batch size in images (>= 1).",
                        lower_bound=1, flag_values=flag_values)
-  flags.DEFINE_float("learning_rate", DEFAULT_LEARNING_RATE,
+  flags.DEFINE_float("learning_rate", classifier_lib.DEFAULT_LEARNING_RATE,
                      "Peak Adam learning rate (> 0) of the warmup + cosine schedule.",
                      flag_values=flag_values)
   flags.DEFINE_integer("seed", 0, "Seed of the initial weights, dropout and data order (>= 0).",
                        lower_bound=0, flag_values=flag_values)
-  flags.DEFINE_enum("compute_dtype", "auto", COMPUTE_DTYPES,
+  flags.DEFINE_enum("compute_dtype", "auto", classifier_lib.COMPUTE_DTYPES,
                     "Training arithmetic: auto (mixed_bfloat16 on CPUs with native bfloat16, "
                     "else float32), mixed_bfloat16 or float32. The export is float32 always.",
                     flag_values=flag_values)
@@ -504,12 +65,12 @@ def main(argv):
   values = flags.FLAGS
   out_dir = values.out or os.path.join("classifiers", values.dataset)
   try:
-    result = train_classifier(
+    result = classifier_lib.train_classifier(
         values.dataset, values.data_dir, out_dir, epochs=values.epochs,
         train_examples=values.train_examples, batch_size=values.batch_size,
         learning_rate=values.learning_rate, seed=values.seed,
         compute_dtype=values.compute_dtype, download=values.download, verbose=2)
-  except (data.DatasetError, ClassifierError) as error:
+  except (data.DatasetError, classifier_lib.ClassifierError) as error:
     print(f"{_PROGRAM}: error: {error}", file=sys.stderr)
     sys.exit(1)
   result.pop("model")

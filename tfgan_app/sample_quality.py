@@ -4,207 +4,19 @@
       --classifier=/work/classifiers/mnist
   # about 20 s for 10,000 samples on 2 CPU cores
 
-A generator that makes recognisable digits gets confident classifier answers (top softmax
-probability above --threshold); one that covers every class avoids the commonest GAN failure,
-mode collapse. The verdict `passes` needs both: at least 80% of the samples confident and every
-class predicted for at least 5% of them (half the fair share of a 10-class dataset). It is a
-smoke test of sample quality, cheaper and easier to read than FID, not a replacement for it.
-
-The command exits 0 whether or not the samples pass (the verdict is in the report); errors
-such as a missing export exit 1 with one line on stderr.
+The verdict and its bars: `tfgan_app.evaluation.sample_quality`. Exits 0 whether or not the
+samples pass (the verdict is in the report); errors exit 1 with one line on stderr.
 """
 
 import json
-import os
 import sys
-from typing import Optional
 
 from absl import app
 from absl import flags
-import numpy as np
-import tensorflow as tf
 
-from tfgan_app import cli
-from tfgan_app import classifier as classifier_lib
-from tfgan_app import data
-from tfgan_app import export
-
-# The verdict's bars (see the module docstring).
-MIN_CONFIDENT_FRACTION = 0.8
-MIN_CLASS_FRACTION = 0.05
-DEFAULT_NUM_SAMPLES = 10_000
-DEFAULT_THRESHOLD = 0.9
-GENERATION_BATCH_SIZE = 500
-# Softmax rows are accepted if they sum to 1 within this (float32 softmax is off by ~1e-7).
-_SUM_TOLERANCE = 1e-3
-
-
-class SampleQualityError(RuntimeError):
-  """The generator export cannot be judged (missing, wrong signature, shape mismatch)."""
-
-
-def confidence_report(probabilities, threshold: float,
-                      min_confident_fraction: float = MIN_CONFIDENT_FRACTION,
-                      min_class_fraction: float = MIN_CLASS_FRACTION) -> dict:
-  """Summarises classifier probabilities of generated samples.
-
-  Args:
-    probabilities: [N, K] class probabilities (rows sum to 1), N >= 1 samples, K classes.
-    threshold: a sample is confident when its top probability is strictly above this, in
-      [0, 1).
-    min_confident_fraction: the verdict's bar on `confident_fraction`.
-    min_class_fraction: the verdict's bar on `min_class_fraction`.
-
-  Returns:
-    {"num_samples": N, "threshold": threshold,
-     "confident_fraction": fraction of samples whose top probability > threshold,
-     "class_fractions": [K] fraction of samples whose argmax is each class,
-     "min_class_fraction": min(class_fractions),
-     "passes": confident_fraction >= min_confident_fraction and
-               min_class_fraction >= min_class_fraction}
-    with plain Python numbers, ready for `json.dumps`. Ties in the argmax go to the lower
-    class index (numpy's rule).
-
-  Raises:
-    ValueError: `probabilities` is not a non-empty [N, K] array of finite probabilities whose
-      rows sum to 1, or `threshold` is outside [0, 1).
-  """
-  probabilities = np.asarray(probabilities, dtype=np.float64)
-  if probabilities.ndim != 2 or probabilities.shape[0] == 0 or probabilities.shape[1] == 0:
-    raise ValueError(f"probabilities must be [num_samples, num_classes] with both > 0, got "
-                     f"shape {list(probabilities.shape)}")
-  if not np.all(np.isfinite(probabilities)) or np.any(probabilities < 0):
-    raise ValueError("probabilities must be finite and non-negative")
-  row_sums = probabilities.sum(axis=1)
-  if np.any(np.abs(row_sums - 1.0) > _SUM_TOLERANCE):
-    worst = int(np.argmax(np.abs(row_sums - 1.0)))
-    raise ValueError(f"probability rows must sum to 1 (row {worst} sums to "
-                     f"{row_sums[worst]:.6g}); pass softmax outputs, not logits")
-  if not 0.0 <= threshold < 1.0:
-    raise ValueError(f"threshold must be in [0, 1), got {threshold}")
-  num_samples, num_classes = probabilities.shape
-  confident_fraction = float(np.mean(probabilities.max(axis=1) > threshold))
-  counts = np.bincount(probabilities.argmax(axis=1), minlength=num_classes)
-  class_fractions = [float(count) / num_samples for count in counts]
-  lowest = min(class_fractions)
-  return {
-      "num_samples": int(num_samples),
-      "threshold": float(threshold),
-      "confident_fraction": confident_fraction,
-      "class_fractions": class_fractions,
-      "min_class_fraction": lowest,
-      "passes": bool(confident_fraction >= min_confident_fraction
-                     and lowest >= min_class_fraction),
-  }
-
-
-def load_generator(saved_model: str):
-  """Loads a generator export and returns (loaded root, serving function, latent_dim).
-
-  The root is returned because the signature function does not keep the variables alive.
-
-  Raises:
-    SampleQualityError: not a SavedModel, or no `serving_default` latents -> images signature
-      with a fixed latent dimension.
-  """
-  if not os.path.isfile(os.path.join(saved_model, "saved_model.pb")):
-    raise SampleQualityError(
-        f"no SavedModel at --saved_model={saved_model} (no saved_model.pb); pass an export "
-        "version directory such as <workdir>/export/<model_name>/<step>")
-  loaded = tf.saved_model.load(saved_model)
-  if export.SERVING_SIGNATURE not in loaded.signatures:
-    raise SampleQualityError(f"{saved_model} has no {export.SERVING_SIGNATURE!r} signature "
-                             f"(it has {sorted(loaded.signatures.keys())})")
-  function = loaded.signatures[export.SERVING_SIGNATURE]
-  inputs = function.structured_input_signature[1]
-  if export.SAMPLES in function.structured_outputs:
-    raise SampleQualityError(
-        f"{saved_model} generates points ({export.SAMPLES!r}), not images: an export of a toy "
-        "distribution; measure it with python -m tfgan_app.toy_metrics")
-  if set(inputs) != {export.LATENTS} or export.IMAGES not in function.structured_outputs:
-    raise SampleQualityError(
-        f"{saved_model}'s {export.SERVING_SIGNATURE!r} signature maps {sorted(inputs)} to "
-        f"{sorted(function.structured_outputs)}; expected {export.LATENTS!r} -> "
-        f"{export.IMAGES!r}")
-  spec = inputs[export.LATENTS]
-  if spec.shape.rank != 2 or spec.shape[1] is None:
-    raise SampleQualityError(f"{saved_model}: input {export.LATENTS!r} has shape {spec.shape}; "
-                             "expected [None, latent_dim]")
-  return loaded, function, int(spec.shape[1])
-
-
-def measure_sample_quality(saved_model: str, classifier_dir: str,
-                           num_samples: int = DEFAULT_NUM_SAMPLES, seed: int = 0,
-                           threshold: float = DEFAULT_THRESHOLD,
-                           batch_size: int = GENERATION_BATCH_SIZE,
-                           classifier: Optional[classifier_lib.Classifier] = None) -> dict:
-  """Generates `num_samples` images from N(0, 1) latents and reports on their class posteriors.
-
-  Args:
-    saved_model: generator export version directory (`serving_default`: `latents` float32
-      [N, latent_dim] -> `images` uint8 [N, H, W, C]).
-    classifier_dir: classifier export directory (`python -m tfgan_app.classifier`).
-    num_samples: images to generate (>= 1).
-    seed: seed of the latents: numpy `default_rng(seed).standard_normal`, so a run is
-      reproducible and independent of `batch_size`.
-    threshold: confidence threshold of `confidence_report`.
-    batch_size: images per generator and classifier call.
-    classifier: an already loaded classifier to use instead of loading `classifier_dir`.
-
-  Returns:
-    `confidence_report(...)` plus "seed".
-
-  Raises:
-    SampleQualityError: bad export or arguments, or images the classifier cannot take.
-    classifier_lib.ClassifierError: `classifier_dir` is not a classifier export.
-  """
-  if num_samples < 1 or batch_size < 1:
-    raise SampleQualityError(f"num_samples and batch_size must be >= 1, got {num_samples}, "
-                             f"{batch_size}")
-  if not 0.0 <= threshold < 1.0:
-    raise SampleQualityError(f"threshold must be in [0, 1), got {threshold}")
-  judge = classifier or classifier_lib.load_classifier(classifier_dir)
-  _, generate, latent_dim = load_generator(saved_model)
-  latents = np.random.default_rng(seed).standard_normal((num_samples, latent_dim),
-                                                        dtype=np.float32)
-  probabilities = []
-  for start in range(0, num_samples, batch_size):
-    images = generate(**{export.LATENTS: tf.constant(latents[start:start + batch_size])})
-    images = images[export.IMAGES]  # [B, H, W, C] uint8
-    if images.dtype != tf.uint8:
-      raise SampleQualityError(f"{saved_model} returns {images.dtype.name} images; expected "
-                               "uint8 in [0, 255]")
-    if tuple(images.shape[1:]) != judge.image_shape:
-      raise SampleQualityError(
-          f"the generator makes {'x'.join(map(str, images.shape[1:]))} images but the "
-          f"classifier at {classifier_dir} takes {'x'.join(map(str, judge.image_shape))}; use "
-          "a classifier trained on the generator's dataset at its image size")
-    probabilities.append(judge.probabilities(data.to_unit_range(images).numpy()))
-  report = confidence_report(np.concatenate(probabilities), threshold)
-  report["seed"] = int(seed)
-  return report
-
-
-def format_summary(report: dict, class_names=None) -> str:
-  """A few human-readable lines about a `measure_sample_quality` report."""
-  names = class_names or [str(index) for index in range(len(report["class_fractions"]))]
-  fractions = report["class_fractions"]
-  rarest = int(np.argmin(fractions))
-  lines = [
-      f"samples: {report['num_samples']} (latent seed {report['seed']})",
-      f"confident (top probability > {report['threshold']:g}): "
-      f"{report['confident_fraction']:.1%} (bar: >= {MIN_CONFIDENT_FRACTION:.0%})",
-      "predicted classes: " + ", ".join(f"{name} {fraction:.1%}"
-                                        for name, fraction in zip(names, fractions)),
-      f"rarest class: {names[rarest]} at {report['min_class_fraction']:.1%} "
-      f"(bar: >= {MIN_CLASS_FRACTION:.0%})",
-      f"verdict: {'PASS' if report['passes'] else 'FAIL'}",
-  ]
-  return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line.
+from tfgan_app.common import cli
+from tfgan_app.evaluation import classifier as classifier_lib
+from tfgan_app.evaluation import sample_quality
 
 _PROGRAM = "python -m tfgan_app.sample_quality"
 
@@ -217,14 +29,15 @@ def define_flags(flag_values=flags.FLAGS) -> None:
   flags.DEFINE_string("classifier", None,
                       "Classifier export directory written by python -m tfgan_app.classifier, "
                       "for the generator's dataset (required).", flag_values=flag_values)
-  flags.DEFINE_integer("num_samples", DEFAULT_NUM_SAMPLES, "Images to generate (>= 1).",
+  flags.DEFINE_integer("num_samples", sample_quality.DEFAULT_NUM_SAMPLES,
+                       "Images to generate (>= 1).",
                        lower_bound=1, flag_values=flag_values)
   flags.DEFINE_integer("seed", 0, "Seed of the N(0, 1) latents (>= 0).", lower_bound=0,
                        flag_values=flag_values)
-  flags.DEFINE_float("threshold", DEFAULT_THRESHOLD,
+  flags.DEFINE_float("threshold", sample_quality.DEFAULT_THRESHOLD,
                      "A sample is confident when its top class probability is above this; "
                      "in [0, 1).", flag_values=flag_values)
-  flags.DEFINE_integer("batch_size", GENERATION_BATCH_SIZE,
+  flags.DEFINE_integer("batch_size", sample_quality.GENERATION_BATCH_SIZE,
                        "Images per generator/classifier call (>= 1); does not change results.",
                        lower_bound=1, flag_values=flag_values)
   flags.register_validator("threshold", lambda value: 0.0 <= value < 1.0,
@@ -237,17 +50,17 @@ def main(argv):
   values = flags.FLAGS
   try:
     judge = classifier_lib.load_classifier(values.classifier)
-    report = measure_sample_quality(values.saved_model, values.classifier,
+    report = sample_quality.measure_sample_quality(values.saved_model, values.classifier,
                                     num_samples=values.num_samples, seed=values.seed,
                                     threshold=values.threshold, batch_size=values.batch_size,
                                     classifier=judge)
-  except (SampleQualityError, classifier_lib.ClassifierError) as error:
+  except (sample_quality.SampleQualityError, classifier_lib.ClassifierError) as error:
     print(f"{_PROGRAM}: error: {error}", file=sys.stderr)
     sys.exit(1)
   dataset = judge.metadata.get("dataset", "unknown dataset")
   print(f"Sample quality of {values.saved_model}, judged by the {dataset} classifier at "
         f"{values.classifier}")
-  print(format_summary(report, judge.metadata.get("class_names")))
+  print(sample_quality.format_summary(report, judge.metadata.get("class_names")))
   print(json.dumps(report, sort_keys=True), flush=True)
 
 

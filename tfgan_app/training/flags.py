@@ -8,11 +8,11 @@ clear line on stderr and exit status 2, not a usage dump.
 
 from absl import flags
 
-from tfgan_app import config as config_lib
-from tfgan_app import distribute
-from tfgan_app import gan
-from tfgan_app import metrics
-from tfgan_app import models
+from tfgan_app.common import config as config_lib
+from tfgan_app.evaluation import metrics
+from tfgan_app.gan import model as gan
+from tfgan_app.hardware import distribute
+from tfgan_app.models import registry as models
 
 FLAGS = flags.FLAGS
 _DEFAULTS = config_lib.TrainConfig()

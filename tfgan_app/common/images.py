@@ -6,6 +6,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tfgan_app.common import atomic
+
 
 def grid(images: np.ndarray, columns: int = 0) -> np.ndarray:
   """Tiles uint8 images [N, H, W, C] into one image [rows*H, columns*W, C] (1px gaps).
@@ -29,6 +31,5 @@ def grid(images: np.ndarray, columns: int = 0) -> np.ndarray:
 def write_png(path: str, image: np.ndarray) -> None:
   """Writes uint8 [H, W, C] as a PNG, atomically (no half-written file under `path`)."""
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  staging = path + ".tmp"
-  tf.io.write_file(staging, tf.io.encode_png(image))
-  os.replace(staging, path)
+  with atomic.replacing(path) as staging:
+    tf.io.write_file(staging, tf.io.encode_png(image))

@@ -16,12 +16,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfgan_app import export
-from tfgan_app import images as images_lib
-from tfgan_app import plots
-from tfgan_app import toy_data
-from tfgan_app import toy_metrics
+from tfgan_app.common import images as images_lib
+from tfgan_app.common import plots
+from tfgan_app.exporting import saved_model as export
 from tfgan_app.models import minibatch_discrimination
+from tfgan_app.toy import distributions as toy_data
+from tfgan_app.toy import metrics as toy_metrics
 
 # Generated points behind each toy measurement; the plot shows the first _PLOTTED_POINTS.
 TOY_MONITOR_SAMPLES = 10_000

@@ -7,7 +7,7 @@ gradients over replicas gives the gradient of the global-batch mean.
 
 import tensorflow as tf
 
-from tfgan_app.tfgan_compat import tfgan
+from tfgan_app.common.tfgan_compat import tfgan
 
 _NONE = tf.compat.v1.losses.Reduction.NONE
 

@@ -20,8 +20,8 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from tfgan_app import config as config_lib
-from tfgan_app import losses
+from tfgan_app.common import config as config_lib
+from tfgan_app.gan import losses
 
 # Purposes folded into the latent seed, so that D and G steps never share latents.
 _GENERATOR_STEP = 1 << 20

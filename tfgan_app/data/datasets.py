@@ -18,7 +18,7 @@ from typing import Optional, Tuple
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tfgan_app import toy_data
+from tfgan_app.toy import distributions as toy_data
 
 # Epochs the stream can run for; effectively unbounded.
 _MAX_EPOCHS = 1 << 30

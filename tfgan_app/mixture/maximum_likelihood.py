@@ -43,7 +43,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from tfgan_app import data
+from tfgan_app.data import datasets as data
 from tfgan_app.models import gmm as gmm_lib
 
 # Variance floor in [-1, 1] units (sklearn's reg_covar is 1e-6 too): a guard for components

@@ -14,7 +14,7 @@ from typing import Callable, Dict, Optional
 import numpy as np
 import tensorflow as tf
 
-from tfgan_app.tfgan_compat import tfgan
+from tfgan_app.common.tfgan_compat import tfgan
 
 # Kynkäänniemi et al. 2019 use k = 3 nearest neighbours for the manifold radii.
 DEFAULT_K = 3

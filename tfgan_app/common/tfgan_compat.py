@@ -7,7 +7,7 @@ its package `__init__` imports `tensorflow_gan.python.estimator`, which subclass
 evaluation), so before the first import we register an empty module in place of the
 estimator subpackage and give `tf` an `estimator` attribute whose names resolve to placeholder
 classes. Everything else in tfgan_app imports TF-GAN as
-`from tfgan_app.tfgan_compat import tfgan`.
+`from tfgan_app.common.tfgan_compat import tfgan`.
 """
 
 import sys

@@ -168,3 +168,21 @@ def candidate_policies(hardware: Hardware) -> Iterable[str]:
   if hardware.gpus:
     return (FLOAT32, MIXED_BFLOAT16, MIXED_FLOAT16)
   return (FLOAT32, MIXED_BFLOAT16)
+
+
+def classifier_compute_dtype() -> str:
+  """The domain classifier's --compute_dtype=auto: "mixed_bfloat16" on CPUs with native
+  bfloat16 arithmetic, else "float32".
+
+  On the reference CPU (AVX512_BF16) mixed bfloat16 trains this net about 1.6x faster at the
+  same accuracy; without native support bfloat16 is emulated, which can be slower than float32.
+  """
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  if tf.config.list_physical_devices("GPU"):
+    return "float32"  # Older GPUs lack fast bfloat16; the net is tiny anyway.
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu_flags = set(f.read().split())
+  except OSError:
+    return "float32"
+  return "mixed_bfloat16" if cpu_flags & {"avx512_bf16", "amx_bf16"} else "float32"

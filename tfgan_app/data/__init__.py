@@ -1,0 +1,2 @@
+"""Training data as tf.data streams: TFDS images in [-1, 1] and toy points.
+"""

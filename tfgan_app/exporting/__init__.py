@@ -1,0 +1,3 @@
+"""The generator's SavedModel for TensorFlow Serving: the contract (names, dtypes, metadata; no
+Keras), the exporter and the one loader of exports.
+"""

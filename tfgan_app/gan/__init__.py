@@ -1,0 +1,3 @@
+"""The GAN family: the adversarial keras.Model (model), its losses, learning-rate schedules and
+its builder.
+"""

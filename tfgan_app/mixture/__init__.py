@@ -1,0 +1,2 @@
+"""The maximum-likelihood family: a Gaussian mixture fitted by EM (the GMM baseline).
+"""

@@ -1,0 +1,135 @@
+"""Generator and discriminator architectures, built by name."""
+
+from typing import Sequence, Tuple
+
+import keras
+
+from tfgan_app.models import dcgan
+from tfgan_app.models import minibatch_discrimination
+from tfgan_app.models import mlp
+from tfgan_app.models import tf_tutorial
+
+GAN_ARCHITECTURES = ("dcgan", "mlp", "tf_tutorial")
+# Not a GAN: the maximum-likelihood baseline, a Gaussian mixture (models/gmm.py) fitted by
+# tfgan_app/maximum_likelihood.py.
+GMM = "gmm"
+ARCHITECTURES = GAN_ARCHITECTURES + (GMM,)
+
+
+def _check(architecture):
+  if architecture == GMM:
+    raise ValueError("gmm is a Gaussian mixture, not a generator/discriminator pair; build it "
+                     "with models.gmm.build_gaussian_mixture")
+  if architecture not in GAN_ARCHITECTURES:
+    raise ValueError(f"unknown architecture {architecture!r}; accepted: "
+                     f"{', '.join(GAN_ARCHITECTURES)}")
+
+
+def check_example_shape(architecture: str, example_shape: Sequence[int]) -> None:
+  """Raises ValueError, naming what is accepted, when `architecture` cannot model the data.
+
+  dcgan needs square images [H, W, C] of a size DCGAN can upsample to; tf_tutorial 28x28
+  images; mlp takes images or points [D]; gmm (not a GAN) takes images.
+  """
+  shape = tuple(example_shape)
+  if architecture in ("dcgan", "tf_tutorial", GMM) and len(shape) != 3:
+    raise ValueError(f"--architecture={architecture} needs images [H, W, C]; the dataset's "
+                     f"examples are {len(shape)}-D points: use --architecture=mlp")
+  if architecture == GMM:
+    return
+  _check(architecture)
+  if architecture == "dcgan":
+    dcgan.upsampling_plan(shape[0])
+  if architecture == "tf_tutorial":
+    tf_tutorial.check_shape(shape)
+
+
+def _check_dcgan_options(architecture, **options):
+  # Refinement blocks and minibatch discrimination are layers of other architectures; the
+  # tutorial's models stay as the tutorial wrote them.
+  used = [f"--{name}={value}" for name, value in options.items() if value]
+  if architecture == "tf_tutorial" and used:
+    raise ValueError(f"{', '.join(used)}: --architecture=tf_tutorial has no such layers "
+                     "(they are options of dcgan)")
+
+
+# Both builders create the weights now, inside whatever strategy scope the caller holds: a Keras 3
+# model whose weights are created lazily inside a distributed train_step fails
+# (shared/notes/stack.md §2). Keras 3's `build(shape)` does not run a subclassed model's call(),
+# so each model is called once.
+
+
+def build_generator(architecture: str, latent_dim: int, image_shape: Sequence[int],
+                    filters: int, sync_batchnorm: bool = False, name: str = "generator",
+                    kernel_size: int = 4, refine_blocks: int = 0,
+                    hidden_units: Sequence[int] = (1200, 1200)) -> keras.Model:
+  """A built generator mapping [B, latent_dim] to [B, *image_shape].
+
+  Images come out in [-1, 1]. `image_shape` is the example shape: [H, W, C], or [D] for the
+  points of a toy distribution (mlp only). `filters`, `sync_batchnorm`, `kernel_size` and
+  `refine_blocks` apply to dcgan, `hidden_units` to mlp.
+  """
+  check_example_shape(architecture, image_shape)
+  _check_dcgan_options(architecture, g_refine_blocks=refine_blocks)
+  if architecture == "mlp":
+    generator = mlp.Generator(latent_dim, image_shape, hidden_units=hidden_units, name=name)
+  elif architecture == "tf_tutorial":
+    generator = tf_tutorial.Generator(latent_dim, image_shape, filters=filters,
+                                      sync_batchnorm=sync_batchnorm, kernel_size=kernel_size,
+                                      name=name)
+  else:
+    generator = dcgan.Generator(latent_dim, image_shape, filters=filters,
+                                sync_batchnorm=sync_batchnorm, kernel_size=kernel_size,
+                                refine_blocks=refine_blocks, name=name)
+  generator(keras.ops.zeros((1, latent_dim)))
+  return generator
+
+
+def build_discriminator(architecture: str, image_shape: Sequence[int], filters: int,
+                        sync_batchnorm: bool = False, kernel_size: int = 4,
+                        minibatch_kernels: int = 0,
+                        minibatch_kernel_dim: int = minibatch_discrimination.DEFAULT_KERNEL_DIM,
+                        hidden_units: Sequence[int] = (240, 240), dropout: float = 0.5
+                        ) -> keras.Model:
+  """A built discriminator mapping [B, *image_shape] to logits [B, 1].
+
+  It also has `features(images, training)` -> [B, F], its last hidden layer (feature
+  matching). `minibatch_kernels` > 0 adds minibatch discrimination before the logit layer.
+  `filters`, `sync_batchnorm` and `kernel_size` apply to dcgan, `hidden_units` and `dropout`
+  to mlp.
+  """
+  check_example_shape(architecture, image_shape)
+  _check_dcgan_options(architecture, minibatch_kernels=minibatch_kernels)
+  if architecture == "tf_tutorial":
+    discriminator = tf_tutorial.Discriminator(image_shape, filters=filters,
+                                              sync_batchnorm=sync_batchnorm,
+                                              kernel_size=kernel_size, name="discriminator")
+  elif architecture == "mlp":
+    discriminator = mlp.Discriminator(image_shape, hidden_units=hidden_units, dropout=dropout,
+                                      minibatch_kernels=minibatch_kernels,
+                                      minibatch_kernel_dim=minibatch_kernel_dim,
+                                      name="discriminator")
+  else:
+    discriminator = dcgan.Discriminator(image_shape, filters=filters,
+                                        sync_batchnorm=sync_batchnorm, kernel_size=kernel_size,
+                                        minibatch_kernels=minibatch_kernels,
+                                        minibatch_kernel_dim=minibatch_kernel_dim,
+                                        name="discriminator")
+  discriminator(keras.ops.zeros((1, *image_shape)))
+  return discriminator
+
+
+def build_models(architecture: str, latent_dim: int, image_shape: Sequence[int],
+                 g_filters: int, d_filters: int, sync_batchnorm: bool = False,
+                 kernel_size: int = 4, g_refine_blocks: int = 0, minibatch_kernels: int = 0,
+                 minibatch_kernel_dim: int = minibatch_discrimination.DEFAULT_KERNEL_DIM,
+                 g_units: Sequence[int] = (1200, 1200), d_units: Sequence[int] = (240, 240),
+                 d_dropout: float = 0.5) -> Tuple[keras.Model, keras.Model]:
+  """Returns (generator, discriminator), built for examples of `image_shape`."""
+  return (build_generator(architecture, latent_dim, image_shape, g_filters, sync_batchnorm,
+                          kernel_size=kernel_size, refine_blocks=g_refine_blocks,
+                          hidden_units=g_units),
+          build_discriminator(architecture, image_shape, d_filters, sync_batchnorm,
+                              kernel_size=kernel_size, minibatch_kernels=minibatch_kernels,
+                              minibatch_kernel_dim=minibatch_kernel_dim, hidden_units=d_units,
+                              dropout=d_dropout))

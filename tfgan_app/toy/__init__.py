@@ -1,0 +1,3 @@
+"""Toy distributions with known densities: the distributions, their metrics, and the
+optimal-discriminator theory check.
+"""
