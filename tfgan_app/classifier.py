@@ -21,9 +21,9 @@ _PROGRAM = "python -m tfgan_app.classifier"
 def define_flags(flag_values=flags.FLAGS) -> None:
   """Defines the command's flags.
 
-  Called only when this module runs as the program, not on import: `tfgan_app.flags` (imported
-  by the training entry point and its tests) already defines --dataset and --data_dir, and two
-  definitions of one name in a process are an error.
+  Called only when this module runs as the program, not on import: `tfgan_app.training.flags`
+  (imported by the training entry point and its tests) already defines --dataset and
+  --data_dir, and two definitions of one name in a process are an error.
   """
   flags.DEFINE_string("dataset", "mnist",
                       "TFDS image classification dataset with 'image' and 'label' features: "

@@ -136,7 +136,7 @@ class TrainConfig:
   def from_flagfile(cls, path: str) -> "TrainConfig":
     """Reads a flagfile written by `to_flagfile` (a run's flags.cfg).
 
-    Parsed here rather than through absl: `tfgan_app.flags` defines its flags on the global
+    Parsed here rather than through absl: `tfgan_app.training.flags` defines its flags on the global
     `FLAGS`, and parsing a run's flags there would overwrite the caller's.
     """
     fields = {field.name: field for field in dataclasses.fields(cls)}

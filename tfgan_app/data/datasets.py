@@ -1,7 +1,7 @@
 """Training data as a `tf.data` pipeline: images (float32 NHWC in [-1, 1]) or toy points.
 
 --dataset is a TFDS image dataset (mnist, cifar10, ...) or one of the toy distributions of
-`tfgan_app.toy_data` (ring8, grid25, gaussian1d: float32 points [B, D], sampled fresh every
+`tfgan_app.toy.distributions` (ring8, grid25, gaussian1d: float32 points [B, D], sampled fresh every
 step; --split, --image_size's default, --cache, --shuffle_buffer, --download and --data_dir do
 not apply to them, and --image_size is refused).
 
@@ -47,7 +47,7 @@ class ImageDatasetInfo:
 
 @dataclasses.dataclass(frozen=True)
 class PointDatasetInfo:
-  """A toy distribution of points (`tfgan_app.toy_data`): an endless stream, no split."""
+  """A toy distribution of points (`tfgan_app.toy.distributions`): an endless stream, no split."""
   name: str
   distribution: toy_data.GaussianMixture
 

@@ -2,9 +2,9 @@
 
 from typing import Callable, Optional, Sequence
 
-import keras
 import tensorflow as tf
 
+from tfgan_app.common import periodic
 from tfgan_app.evaluation import classifiers
 from tfgan_app.evaluation import evaluator
 from tfgan_app.evaluation import metrics as metrics_lib
@@ -12,7 +12,7 @@ from tfgan_app.evaluation.protocol import append_record
 from tfgan_app.evaluation.protocol import DEFAULT_METRICS, DEFAULT_NUM_SAMPLES, DEFAULT_SPLIT
 
 
-class EvalCallback(keras.callbacks.Callback):
+class EvalCallback(periodic.PeriodicCallback):
   """Runs the metrics on the GAN's `sampling_generator` (EMA when present) every N steps.
 
   Values go to TensorBoard as `eval/<key>` scalars at the GAN's global step and, as one JSON
@@ -52,13 +52,12 @@ class EvalCallback(keras.callbacks.Callback):
     Raises:
       ValueError: every_steps <= 0 or an unknown metric name (at construction, before training).
     """
-    super().__init__()
     if every_steps <= 0:
       raise ValueError(f"every_steps must be > 0, got {every_steps}")
+    super().__init__(every_steps)
     for name in metrics:
       if name not in metrics_lib.REGISTRY:
         raise ValueError(f"unknown metric {name!r}; accepted: {', '.join(metrics_lib.REGISTRY)}")
-    self.every_steps = int(every_steps)
     self.dataset = dataset
     self.image_shape = tuple(int(d) for d in image_shape)
     self.metrics = tuple(metrics)
@@ -73,7 +72,6 @@ class EvalCallback(keras.callbacks.Callback):
     self._real_stats = real_stats
     self._print_fn = print_fn
     self._generate_fn = None
-    self._last_evaluated = None
     self.history = []  # The records of this callback's evaluations.
 
   def _prepare(self):
@@ -88,17 +86,10 @@ class EvalCallback(keras.callbacks.Callback):
 
   def on_train_begin(self, logs=None):
     self._prepare()
-    self._last_evaluated = int(self.model.step.numpy())  # Resumed runs: not again at once.
+    super().on_train_begin(logs)
 
-  def on_train_batch_end(self, batch, logs=None):
-    step = int(self.model.step.numpy())
-    if step // self.every_steps > self._last_evaluated // self.every_steps:
-      self.evaluate_now(step)
-
-  def on_train_end(self, logs=None):
-    step = int(self.model.step.numpy())
-    if step != self._last_evaluated:
-      self.evaluate_now(step)
+  def on_period(self, step: int) -> None:
+    self.evaluate_now(step)
 
   def evaluate_now(self, step: Optional[int] = None) -> dict:
     """Evaluates the current sampling generator, logs and returns the record."""
@@ -112,7 +103,7 @@ class EvalCallback(keras.callbacks.Callback):
                                           self._real_stats, self._classifier, self.metrics,
                                           self.num_samples, self.seed)
     record["step"] = step
-    self._last_evaluated = step
+    self._last_step = step
     self.history.append(record)
     values = {key: record[key] for key in ("fid", "is", "kid", "kid_std", "precision", "recall")
               if record.get(key) is not None}

@@ -39,7 +39,7 @@ def content_sha256(path: str) -> str:
 
 
 class DomainClassifier:
-  """The project's classifier (`tfgan_app.classifier`) behind the evaluator's interface.
+  """The project's classifier (`tfgan_app.evaluation.classifier`) behind the evaluator's interface.
 
   Attributes: path, sha256, image_shape (H, W, C), dataset (from classifier.json or None),
   resize ("none": images must already have the classifier's shape).

@@ -6,9 +6,9 @@ r"""Measures a generator: FID, IS, KID and precision/recall through TF-GAN, with
   # 10,000 samples of a 28x28 DCGAN on 2 busy CPU cores: about 22 s wall, 13 s once the real
   # statistics are cached. A 40-step generator scores FID ~408, a 3000-step one ~46-66.
 
-Metrics (`--metrics`, registry in `tfgan_app.metrics`): `fid` (Fréchet distance of classifier
-features), `is` (classifier score of logits), `kid` (kernel distance of features, with its
-standard error `kid_std`), `precision_recall` (Kynkäänniemi et al. 2019, k = 3).
+Metrics (`--metrics`, registry in `tfgan_app.evaluation.metrics`): `fid` (Fréchet distance of
+classifier features), `is` (classifier score of logits), `kid` (kernel distance of features, with
+its standard error `kid_std`), `precision_recall` (Kynkäänniemi et al. 2019, k = 3).
 
 Classifier (`--classifier`): a directory written by `python -m tfgan_app.classifier` (its
 `features` signature feeds FID/KID/precision-recall, its `logits` IS), or `inception`, TF-GAN's
@@ -308,13 +308,14 @@ def load_workdir_generator(workdir: str) -> LoadedGenerator:
     EvaluationError: not a workdir, no checkpoint, or a checkpoint that does not match the run.
   """
   try:
-    model, config, image_shape, restored = restore.restore_run(workdir)
+    run = restore.restore_run(workdir)
   except workdir_lib.ConfigError as error:
     raise EvaluationError(str(error)) from error
+  model, config = run.model, run.config
   generator = model.sampling_generator
   generate_fn = tf.function(lambda latents: generator(latents, training=False))
-  return LoadedGenerator(generate_fn, config.latent_dim, image_shape, config.dataset,
-                         {"workdir": os.path.abspath(workdir), "checkpoint": restored,
+  return LoadedGenerator(generate_fn, config.latent_dim, run.image_shape, config.dataset,
+                         {"workdir": os.path.abspath(workdir), "checkpoint": run.checkpoint_path,
                           "step": int(model.step.numpy())}, keep_alive=model)
 
 

@@ -2,7 +2,7 @@
 
 Every function takes numpy arrays of classifier outputs (features [N, D] of the penultimate
 layer, or logits [N, K]) and returns plain Python floats. FID, IS and KID are computed by TF-GAN
-(through `tfgan_app.tfgan_compat`); precision/recall, which TF-GAN lacks, is computed here.
+(through `tfgan_app.common.tfgan_compat`); precision/recall, which TF-GAN lacks, is computed here.
 
 `REGISTRY` maps the names users type (`--metrics=fid,is,kid,precision_recall`) to `Metric`s, so
 the command line, the training callback and the tests all run the same code.

@@ -3,7 +3,7 @@
 As in the original GAN: G is an MLP with ReLU hidden layers; D is an MLP trained with dropout
 (LeakyReLU(0.2) units here instead of the paper's maxout). Both work on images, which D
 flattens and G reshapes (tanh output, for data in [-1, 1]), and on the toy points of
-`tfgan_app.toy_data` (example shape [D]; linear output, since the points are not bounded).
+`tfgan_app.toy.distributions` (example shape [D]; linear output, since the points are not bounded).
 
 G's output layer and D's input layer always compute in float32, even under a mixed-precision
 policy: bfloat16 resolves about 2**-7 relative, 0.016 at radius 2, which is the size of a ring8

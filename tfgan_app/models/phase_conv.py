@@ -17,8 +17,8 @@ The regrouped kernel (taps of the layer's own kernel, zeros where a phase has no
 in the graph on every call, so the layers keep Keras's variables, checkpoints and gradients;
 only the kernel TensorFlow runs changes. Cases other than "same" padding, channels-last data,
 no dilation and (for the convolution) sizes divisible by the stride fall back to Keras.
-`keras_ops()` switches the rearrangement off while tracing, so that `tfgan_app.flops` counts
-the layers at their nominal size, like the Keras layers they compute.
+`keras_ops()` switches the rearrangement off while tracing, so that `tfgan_app.performance.flops`
+counts the layers at their nominal size, like the Keras layers they compute.
 """
 
 import contextlib

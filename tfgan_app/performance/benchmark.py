@@ -9,15 +9,15 @@ function on the config's real input pipeline: warm-up steps first, then `--repea
 `--timed_steps` steps, reported as medians. In each repeat it also times a 4096x4096 matmul in
 float32 and in bfloat16 (the machine's practical peaks for TensorFlow here), and, with
 `--baseline`, the same number of steps of TensorFlow's DCGAN tutorial loop
-(`tfgan_app.tutorial_baseline`, float32, its own models) on batches from the same pipeline, at
-the config's batch size (any config on 28x28 greyscale images: the tutorial loop is then a
-yardstick that moves with the machine's load).
+(`tfgan_app.performance.tutorial_baseline`, float32, its own models) on batches from the same
+pipeline, at the config's batch size (any config on 28x28 greyscale images: the tutorial loop is
+then a yardstick that moves with the machine's load).
 Interleaving puts every measurement under the same load, so the ratios hold on a busy machine
 even when absolute numbers drift. Wall time is what a user waits for; process CPU time (also
 reported) is what the step costs on a shared machine.
 
-FLOPs are analytic (`tfgan_app.flops`: dense and convolution multiply-adds from the layer
-shapes, forward and backward, update scheme included). Sampling speed is measured on the
+FLOPs are analytic (`tfgan_app.performance.flops`: dense and convolution multiply-adds from the
+layer shapes, forward and backward, update scheme included). Sampling speed is measured on the
 exported generator (a SavedModel written to a temporary directory, `serving_default` at batch
 `--sample_batch_size`).
 """

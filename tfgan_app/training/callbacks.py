@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgan_app.common import images as images_lib
+from tfgan_app.common import periodic
 from tfgan_app.common import plots
 from tfgan_app.exporting import saved_model as export
 from tfgan_app.models import minibatch_discrimination
@@ -116,19 +117,17 @@ class MetricsLogger(keras.callbacks.Callback):
     self._window_start_step = step
 
 
-class SampleGrid(keras.callbacks.Callback):
+class SampleGrid(periodic.PeriodicCallback):
   """Every `sample_every` steps and at the end, a grid of G(fixed latents) to PNG and TensorBoard.
 
   The latents are fixed for the whole run, so the grids show one set of samples evolving.
   """
 
   def __init__(self, writer, sample_dir: str, latents: tf.Tensor, sample_every: int):
-    super().__init__()
+    super().__init__(sample_every)
     self._writer = writer
     self._sample_dir = sample_dir
     self._latents = latents
-    self._sample_every = sample_every
-    self._last_step = None
 
   def write(self, step: int) -> str:
     """Renders the grid for `step`; returns the PNG path."""
@@ -142,18 +141,11 @@ class SampleGrid(keras.callbacks.Callback):
     self._last_step = step
     return path
 
-  def on_train_batch_end(self, batch, logs=None):
-    step = _step(self.model)
-    if step % self._sample_every == 0:
-      self.write(step)
-
-  def on_train_end(self, logs=None):
-    step = _step(self.model)
-    if step != self._last_step:
-      self.write(step)
+  def on_period(self, step: int) -> None:
+    self.write(step)
 
 
-class ToyMonitor(keras.callbacks.Callback):
+class ToyMonitor(periodic.PeriodicCallback):
   """Measures and draws a toy run every `sample_every` steps and at the end.
 
   Each time: `toy_metrics.measure` of G(fixed latents) as TensorBoard scalars `toy/<metric>`
@@ -182,17 +174,15 @@ class ToyMonitor(keras.callbacks.Callback):
         100,000 grid points in one batch would need [N, N, kernels] pairwise distances.
         Each grid point is judged as one more member of a real batch (see `_d_of`).
     """
-    super().__init__()
+    super().__init__(sample_every)
     self._d_batch_size = d_batch_size
     self._writer = writer
     self._sample_dir = sample_dir
     self._distribution = distribution
     self._latents = latents
-    self._sample_every = sample_every
     self._metrics_file = metrics_file
     self._print_fn = print_fn
     self._real = distribution.sample(_PLOTTED_POINTS, np.random.default_rng(seed))
-    self._last_step = None
     self.history = []
 
   def _d_of(self, points: np.ndarray) -> np.ndarray:
@@ -277,29 +267,16 @@ class ToyMonitor(keras.callbacks.Callback):
     self.history.append(record)
     return record
 
-  def on_train_begin(self, logs=None):
-    self._last_step = _step(self.model)  # A resumed run: not again at once.
-
-  def on_train_batch_end(self, batch, logs=None):
-    step = _step(self.model)
-    # Crossing a multiple rather than landing on one: with --steps_per_execution > 1 the step
-    # moves in jumps.
-    if step // self._sample_every > self._last_step // self._sample_every:
-      self.write(step)
-
-  def on_train_end(self, logs=None):
-    step = _step(self.model)
-    if step != self._last_step:
-      self.write(step)
+  def on_period(self, step: int) -> None:
+    self.write(step)
 
 
-class CheckpointSaver(keras.callbacks.Callback):
+class CheckpointSaver(periodic.PeriodicCallback):
   """Saves the `tf.train.CheckpointManager` every `checkpoint_every` steps and at the end."""
 
   def __init__(self, manager: tf.train.CheckpointManager, checkpoint_every: int):
-    super().__init__()
+    super().__init__(checkpoint_every)
     self._manager = manager
-    self._checkpoint_every = checkpoint_every
 
   def _save(self):
     step = _step(self.model)
@@ -317,12 +294,12 @@ class CheckpointSaver(keras.callbacks.Callback):
           f"{reason.splitlines()[0]}; the previous checkpoint ({previous or 'none'}) is intact"
       ) from error
 
-  def on_train_batch_end(self, batch, logs=None):
-    if _step(self.model) % self._checkpoint_every == 0:
-      self._save()
+  def on_period(self, step: int) -> None:
+    del step
+    self._save()
 
   def on_train_end(self, logs=None):
-    self._save()
+    self._save()  # Always: _save skips a step that is already saved.
 
 
 class DivergenceGuard(keras.callbacks.Callback):

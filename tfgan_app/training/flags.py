@@ -2,7 +2,7 @@
 
 Every flag has a default, so tests and `python -m tfgan_app.train` with no arguments work.
 `config_from_flags()` turns the parsed flags into a frozen `TrainConfig`; nothing else reads
-`FLAGS`. Entry points parse with `tfgan_app.cli.flags_parser`: a bad flag costs the user one
+`FLAGS`. Entry points parse with `tfgan_app.common.cli.flags_parser`: a bad flag costs the user one
 clear line on stderr and exit status 2, not a usage dump.
 """
 
