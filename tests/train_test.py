@@ -17,14 +17,12 @@ from tfgan_app import config as config_lib
 from tfgan_app import export
 from tfgan_app import toy_metrics
 from tfgan_app import train
-from conftest import REPO_ROOT, tfds_data_dir, tiny_config
+from conftest import REPO_ROOT, checkpoint_values, tfds_data_dir, tiny_config
 
 
 def _checkpoint_values(workdir):
-  path = tf.train.latest_checkpoint(os.path.join(workdir, train.CHECKPOINT_DIR))
-  reader = tf.train.load_checkpoint(path)
-  return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(path)
-          if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")}
+  return checkpoint_values(tf.train.latest_checkpoint(os.path.join(workdir,
+                                                                   train.CHECKPOINT_DIR)))
 
 
 def _run_cli(*args, env_extra=None):

@@ -11,9 +11,10 @@ import dataclasses
 import json
 import os
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
 from absl import app
+from google.protobuf import message as message_lib
 import keras
 import numpy as np
 import tensorflow as tf
@@ -250,18 +251,126 @@ def make_checkpoint(model) -> tf.train.Checkpoint:
   return tf.train.Checkpoint(**objects)
 
 
+# What reading a damaged checkpoint raises: a truncated data file fails with IndexError inside
+# TensorFlow's reader, a truncated or corrupt index with DataLossError (an OpError), a
+# checkpoint of another structure fails the match assertion (AssertionError/ValueError).
+_UNREADABLE_CHECKPOINT_ERRORS = (tf.errors.OpError, ValueError, AssertionError, IndexError,
+                                 KeyError, TypeError, message_lib.DecodeError)
+
+
+@dataclasses.dataclass
+class Restored:
+  """The outcome of `restore_checkpoints`."""
+  path: Optional[str]  # The checkpoint restored; None: the directory lists none.
+  # (path, reason) of each newer listed checkpoint that failed to restore, newest first.
+  skipped: list = dataclasses.field(default_factory=list)
+
+
+def listed_checkpoints(checkpoint_dir: str) -> list:
+  """The checkpoints the CheckpointManager's index lists, newest first ([] without an index).
+
+  Raises:
+    ConfigError: the index file exists but cannot be read (resuming from step 0 would
+      overwrite the run).
+  """
+  state = tf.train.get_checkpoint_state(checkpoint_dir)
+  if state is None:
+    index = os.path.join(checkpoint_dir, "checkpoint")
+    if os.path.exists(index):
+      raise ConfigError(f"cannot read the checkpoint index {index}; restore it from a backup, "
+                        "or rewrite it to list the ckpt-<step> files in "
+                        f"{checkpoint_dir} (model_checkpoint_path: \"ckpt-<step>\")")
+    return []
+  paths = list(state.all_model_checkpoint_paths)
+  if state.model_checkpoint_path not in paths:
+    paths.append(state.model_checkpoint_path)
+  return paths[::-1]
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0] if text else type(error).__name__
+
+
+def _print_to_stderr(line: str) -> None:
+  print(line, file=sys.stderr, flush=True)
+
+
+def restore_checkpoints(checkpoint, checkpoint_dir: str, workdir: str,
+                        report: Callable[[str], None] = _print_to_stderr) -> Restored:
+  """Restores the newest listed checkpoint that restores cleanly, skipping broken newer ones.
+
+  A failed attempt may already have written some variables; the checkpoint restored after it
+  matches every existing object (`assert_existing_objects_matched`), and every variable of the
+  model exists before the restore (optimizers are built at compile), so all of them are
+  overwritten.
+
+  Args:
+    checkpoint: the `tf.train.Checkpoint` to restore into.
+    checkpoint_dir: the directory of the CheckpointManager's index.
+    workdir: the run's workdir, for messages.
+    report: called with one line per skipped checkpoint (default: print to stderr).
+
+  Returns:
+    `Restored`: the path restored (None when none is listed) and the skipped ones.
+
+  Raises:
+    ConfigError: checkpoints are listed but none restores; the message names each and why.
+  """
+  skipped = []
+  for path in listed_checkpoints(checkpoint_dir):
+    if not tf.io.gfile.exists(path + ".index"):
+      reason = "its .index file is missing"
+    else:
+      try:
+        checkpoint.restore(path).assert_existing_objects_matched()
+        return Restored(path, skipped)
+      except _UNREADABLE_CHECKPOINT_ERRORS as error:
+        reason = f"{type(error).__name__}: {_first_line(error)}"
+    skipped.append((path, reason))
+    report(f"Skipped checkpoint {path}: cannot restore it ({reason})")
+  if not skipped:
+    return Restored(None)
+  names = "; ".join(f"{os.path.basename(path)}: {reason}" for path, reason in skipped)
+  raise ConfigError(
+      f"no checkpoint in {checkpoint_dir} restores ({names}). The run's flags and run_spec "
+      f"are intact: restore {checkpoint_dir} from a backup, or, to train the run again from "
+      f"step 0 in {workdir}, delete the broken ckpt-<step>.* files and "
+      f"{os.path.join(checkpoint_dir, 'checkpoint')}")
+
+
 def restore_latest(checkpoint, checkpoint_dir, workdir) -> Optional[str]:
-  """Restores the newest checkpoint in `checkpoint_dir`, if any; a broken one: ConfigError."""
-  path = tf.train.latest_checkpoint(checkpoint_dir)
-  if path is None:
-    return None
-  try:
-    checkpoint.restore(path).assert_existing_objects_matched()
-  except (tf.errors.OpError, ValueError, AssertionError) as error:
-    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
-    raise ConfigError(f"cannot restore checkpoint {path} in workdir {workdir}: {first_line}; "
-                      "use a new --workdir or the run's own flags") from error
-  return path
+  """Restores the newest checkpoint in `checkpoint_dir` that restores cleanly, if any.
+
+  Broken newer checkpoints are skipped with one line each on stderr (`restore_checkpoints`).
+
+  Raises:
+    ConfigError: checkpoints are listed but none restores.
+  """
+  return restore_checkpoints(checkpoint, checkpoint_dir, workdir).path
+
+
+def _drop_from_index(checkpoint_dir: str, restored: str) -> None:
+  """Rewrites the CheckpointManager's index to end at `restored`.
+
+  The checkpoints listed after it could not be restored. Left in the index, the manager would
+  take the newest of them for its latest checkpoint: the saver would not save that step again
+  (it would seem saved already) and errors would name it as the last good checkpoint. Their
+  files stay on disk; saving that step again overwrites them.
+  """
+  state = tf.train.get_checkpoint_state(checkpoint_dir)
+  paths = list(state.all_model_checkpoint_paths)
+  keep = paths.index(restored) + 1 if restored in paths else 0
+  timestamps = list(state.all_model_checkpoint_timestamps)[:keep]
+  if not keep:
+    paths, keep, timestamps = [restored], 1, []
+  # The CheckpointManager's own writer (tf.compat.v1.train.update_checkpoint_state is
+  # deprecated), with relative paths as the manager writes them: a copied workdir stays
+  # self-contained.
+  tf.__internal__.train.update_checkpoint_state(
+      checkpoint_dir, restored, all_model_checkpoint_paths=paths[:keep],
+      save_relative_paths=True, all_model_checkpoint_timestamps=timestamps or None,
+      last_preserved_timestamp=state.last_preserved_timestamp)
 
 
 def restore_run(workdir: str):
@@ -273,9 +382,12 @@ def restore_run(workdir: str):
   Returns:
     (model, config, image_shape, checkpoint_path).
 
+  Broken newer checkpoints (a truncated file, say) are skipped, one line each on stderr, and
+  the newest one that restores is used.
+
   Raises:
-    ConfigError: not a training workdir, unreadable run files, no checkpoint, or a checkpoint
-      that does not fit the model.
+    ConfigError: not a training workdir, unreadable run files, no checkpoint, or no checkpoint
+      that restores into the model.
   """
   flagfile, spec_path = os.path.join(workdir, FLAGFILE), os.path.join(workdir, RUN_SPEC)
   if not (os.path.isfile(flagfile) and os.path.isfile(spec_path)):
@@ -294,11 +406,15 @@ def restore_run(workdir: str):
   except (OSError, ValueError, KeyError, TypeError) as error:
     raise ConfigError(f"cannot read the run in {workdir}: {error}") from error
   checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
-  if tf.train.latest_checkpoint(checkpoint_dir) is None:
+  if not listed_checkpoints(checkpoint_dir):
     raise ConfigError(f"no checkpoint in {checkpoint_dir}; train first")
   model = build_model(config, image_shape)
-  restored = restore_latest(make_checkpoint(model), checkpoint_dir, workdir)
-  return model, config, image_shape, restored
+  # Broken newer checkpoints are skipped with one line each on stderr.
+  restored = restore_checkpoints(make_checkpoint(model), checkpoint_dir, workdir)
+  if restored.skipped:
+    _print_to_stderr(f"Using {restored.path} (step {int(model.step.numpy())}), the newest "
+                     "checkpoint that restores")
+  return model, config, image_shape, restored.path
 
 
 def export_metadata(config, image_shape, step: int) -> dict:
@@ -370,15 +486,20 @@ def _train_locked(config, strategy, model, info, spec, chief) -> TrainResult:
   del strategy
   output = distribute.WriteDir(config.workdir, chief)
   checkpoint = make_checkpoint(model)
+  # Every worker restores the chief's newest checkpoint that restores cleanly.
+  checkpoint_dir = os.path.join(config.workdir, CHECKPOINT_DIR)
+  restored = restore_checkpoints(checkpoint, checkpoint_dir, config.workdir)
+  if restored.skipped and output.chief:
+    _drop_from_index(checkpoint_dir, restored.path)
+  # Created after the index is repaired: the manager takes its latest checkpoint from it.
   manager = tf.train.CheckpointManager(
       checkpoint, os.path.join(output.path, CHECKPOINT_DIR), max_to_keep=config.keep_checkpoints)
-  # Every worker restores the chief's newest checkpoint.
-  restored = restore_latest(checkpoint, os.path.join(config.workdir, CHECKPOINT_DIR),
-                            config.workdir)
   start_step = int(model.step.numpy())
   check_steps_per_execution(config, start_step)
-  if restored:
-    print(f"Resumed from {restored} at step {start_step}", flush=True)
+  if restored.path:
+    skipped = (f" (newer {', '.join(os.path.basename(p) for p, _ in restored.skipped)}"
+               " cannot be restored, see above)" if restored.skipped else "")
+    print(f"Resumed from {restored.path} at step {start_step}{skipped}", flush=True)
 
   if output.chief:
     _write_text_atomically(os.path.join(config.workdir, FLAGFILE), config.to_flagfile())
