@@ -331,12 +331,12 @@ def restore_checkpoints(checkpoint, checkpoint_dir: str, workdir: str,
     report(f"Skipped checkpoint {path}: cannot restore it ({reason})")
   if not skipped:
     return Restored(None)
-  names = "; ".join(f"{os.path.basename(path)}: {reason}" for path, reason in skipped)
+  names = "; ".join(f"{path}: {reason}" for path, reason in skipped)
   raise ConfigError(
-      f"no checkpoint in {checkpoint_dir} restores ({names}). The run's flags and run_spec "
-      f"are intact: restore {checkpoint_dir} from a backup, or, to train the run again from "
-      f"step 0 in {workdir}, delete the broken ckpt-<step>.* files and "
-      f"{os.path.join(checkpoint_dir, 'checkpoint')}")
+      f"cannot restore checkpoint {names}. The run's {FLAGFILE} and {RUN_SPEC} are kept: "
+      f"restore {checkpoint_dir} from a backup (or use the code version that wrote it), or, to "
+      f"train the run again from step 0 in {workdir}, delete the broken ckpt-<step>.* files "
+      f"and {os.path.join(checkpoint_dir, 'checkpoint')}")
 
 
 def restore_latest(checkpoint, checkpoint_dir, workdir) -> Optional[str]:
