@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -12,9 +13,9 @@ from absl import flags
 import pytest
 import tensorflow as tf
 
-from tfgan_app import cli
 from tfgan_app import config as config_lib
 from tfgan_app import export
+from tfgan_app import flags as app_flags
 from tfgan_app import toy_metrics
 from tfgan_app import train
 from conftest import REPO_ROOT, checkpoint_values, tfds_data_dir, tiny_config
@@ -138,7 +139,7 @@ def _run_in_process(argv, capsys):
   capsys.readouterr()
   flags.FLAGS.unparse_flags()
   try:
-    train.main(cli.flags_parser("python -m tfgan_app.train")(["train", *argv]))
+    train.main(app_flags.flags_parser("python -m tfgan_app.train")(["train", *argv]))
     status = 0
   except SystemExit as exit_:
     status = exit_.code
@@ -184,6 +185,44 @@ def test_bad_input_fails_in_one_line_and_changes_nothing_in_process(finished_run
   assert len(error_lines) == 1, stderr[-3000:]
   assert message in error_lines[0]
   assert _snapshot(workdir) == before
+
+
+def test_a_copied_workdir_resumes_in_place_through_its_own_flags_cfg(tmp_path, data_dir,
+                                                                     capsys):
+  original = tmp_path / "original"
+  train.train_and_export(tiny_config(original, data_dir, train_steps=2, checkpoint_every=2))
+  copy = tmp_path / "copy"
+  shutil.copytree(original, copy)
+  before = _snapshot(original)
+  # flags.cfg names the original workdir; read from the copy it stands for the copy.
+  assert f"--workdir={original}" in (copy / "flags.cfg").read_text()
+  status, stderr = _run_in_process([f"--flagfile={copy / 'flags.cfg'}", "--train_steps=4"],
+                                   capsys)
+  assert status == 0, stderr[-3000:]
+  assert _snapshot(original) == before
+  assert tf.train.latest_checkpoint(str(copy / "checkpoints")).endswith("ckpt-4")
+  assert (copy / "export" / "tiny" / "4" / "saved_model.pb").exists()
+  assert f"--workdir={copy}\n" in (copy / "flags.cfg").read_text()
+
+
+def test_workdir_follows_only_a_runs_own_flags_cfg(tmp_path):
+  run = tmp_path / "run"
+  run.mkdir()
+  (run / "flags.cfg").write_text("--workdir=/elsewhere\n")
+  (run / "run_spec.json").write_text("{}")
+  (tmp_path / "flags.cfg").write_text("--workdir=/elsewhere\n")  # No run_spec.json beside it.
+  pin = app_flags.workdir_follows_run_flagfile
+  assert pin(["train", f"--flagfile={run}/flags.cfg", "--seed=1"]) == [
+      "train", f"--flagfile={run}/flags.cfg", f"--workdir={run}", "--seed=1"]
+  assert pin(["train", "--flagfile", f"{run}/flags.cfg"]) == [
+      "train", "--flagfile", f"{run}/flags.cfg", f"--workdir={run}"]
+  # A --workdir after it still wins (absl: the last value does).
+  assert pin(["train", f"--flagfile={run}/flags.cfg", "--workdir=other"])[-1] == "--workdir=other"
+  for argv in (["train", f"--flagfile={tmp_path}/flags.cfg"],
+               ["train", "--flagfile=configs/dcgan.cfg"],
+               ["train", "--", f"--flagfile={run}/flags.cfg"]):
+    assert pin(argv) == argv
+  assert (app_flags.RUN_FLAGFILE, app_flags.RUN_SPEC) == (train.FLAGFILE, train.RUN_SPEC)
 
 
 def test_export_is_written_and_metadata_describes_it(tmp_path, data_dir):

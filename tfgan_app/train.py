@@ -20,7 +20,6 @@ import numpy as np
 import tensorflow as tf
 
 from tfgan_app import callbacks as callbacks_lib
-from tfgan_app import cli
 from tfgan_app import config as config_lib
 from tfgan_app import data
 from tfgan_app import distribute
@@ -627,4 +626,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.flags_parser("python -m tfgan_app.train"))
+  # A run's own flags.cfg resumes the directory that holds it (a copied workdir in place).
+  app.run(main, flags_parser=app_flags.flags_parser("python -m tfgan_app.train"))
