@@ -25,9 +25,16 @@ Seeds and latents: the latent of seed `s` is
 has a batch dimension) but not `sample`. `interpolate` walks the great circle (slerp) from the
 latent of `seed_a` (row 0) to that of `seed_b` (last row) in `num_steps` equal angle steps.
 
-Inputs are validated inside the graph (`num_samples` and the number of seeds from 1 to
-`max_samples_per_request`, `num_steps` from 2 to it), so TF Serving itself answers a bad request
-with INVALID_ARGUMENT instead of running out of memory.
+Inputs are validated inside the graph (`num_samples`, the number of seeds and the number of
+latent rows from 1 to `max_samples_per_request`, `num_steps` from 2 to it), so TF Serving itself
+answers a bad request with INVALID_ARGUMENT instead of running out of memory. The limit is
+recorded in the metadata under `max_samples_per_request`. Exports written before the
+`serving_default` check run any number of latent rows; they load as before.
+
+Files: version directories 0755, files 0644, whatever the umask, so that a TF Serving running as
+another user reads them. Staging directories are named `.tmp-tfgan_app-<version>-*` and locked
+(`flock`) while their export runs; an export removes those of its model directory that no
+exporter holds and that have not changed for `STALE_STAGING_SECONDS` (left by a killed export).
 
 Why not `tf.saved_model.save(module)` with the Keras model as an attribute: Keras 3 wraps each
 `tf.Variable`, and under TF Serving's C++ loader the restored copy is not the one the traced
@@ -37,11 +44,15 @@ restored where the graph reads it.
 """
 
 import dataclasses
+import fcntl
 import json
 import os
+import re
 import shutil
+import stat
 import sys
 import tempfile
+import time
 import typing
 
 import keras
@@ -73,6 +84,8 @@ SIGNATURE_INPUTS = {
 }
 
 METADATA_FILE = "tfgan_app_metadata.json"
+# Metadata key: the largest batch every signature accepts (checked in the graph).
+MAX_SAMPLES_PER_REQUEST = "max_samples_per_request"
 # TF Serving replays these requests when it loads a version, before it serves it.
 WARMUP_FILE = "tf_serving_warmup_requests"
 EXTRA_DIR = "assets.extra"
@@ -169,13 +182,19 @@ class GeneratorExportModule(tf.Module):
                          tf.TensorSpec([], tf.int32, name=NUM_STEPS)])
 
   def _serve(self, latents):
+    with tf.control_dependencies(_check_count(
+        tf.shape(latents)[0], 1, self.max_samples_per_request, f"the number of {LATENTS}")):
+      latents = tf.identity(latents)  # [N, latent_dim]
+    return self._generated(latents)
+
+  def _generated(self, latents):
     if self.points:
       return {SAMPLES: tf.cast(self._generate(latents), tf.float32)}  # [N, D]
     return {IMAGES: to_uint8(self._generate(latents))}
 
   def _outputs(self, latents):
     if self.points:
-      return self._serve(latents)
+      return self._generated(latents)
     images = to_uint8(self._generate(latents))  # [N, H, W, C]
     pngs = tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.string)  # [N]
     return {IMAGES: images, PNG_BYTES: pngs}
@@ -214,6 +233,92 @@ def check_finite(generator: keras.Model, latent_dim: int, seed: int = 0) -> None
   outputs = generator(latents, training=False)
   if not np.all(np.isfinite(keras.ops.convert_to_numpy(outputs))):
     raise ExportError("generator outputs NaN or Inf; not exporting")
+
+
+# Staging directories: `<STAGING_PREFIX><version>-<random>`, dot-names that TF Serving ignores.
+STAGING_PREFIX = ".tmp-tfgan_app-"
+# What the exporter named them before STAGING_PREFIX: `.tmp-<version>-` + mkdtemp's 8 characters.
+_LEGACY_STAGING = re.compile(r"\.tmp-[0-9]+-[a-z0-9_]{8}")
+# Unlocked staging directories younger than this are left alone: the grace covers the moment
+# between an exporter creating its directory and locking it.
+STALE_STAGING_SECONDS = 60.0
+_DIR_MODE = 0o755  # TF Serving may run as another user: everyone may read and traverse.
+_FILE_MODE = 0o644
+
+
+def _lock(path: str) -> typing.Optional[int]:
+  """An exclusive `flock` on directory `path`: its file descriptor, or None when another
+  process holds it (or the filesystem cannot lock). The kernel drops it when its holder dies."""
+  try:
+    fd = os.open(path, os.O_RDONLY)
+  except OSError:
+    return None
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    os.close(fd)
+    return None
+  return fd
+
+
+def remove_stale_staging(model_dir: str, min_age_seconds: float = STALE_STAGING_SECONDS) -> list:
+  """Removes the staging directories of exports that died, in `model_dir`; returns their paths.
+
+  Only this exporter's staging names are considered (`STAGING_PREFIX`, and the names earlier
+  versions used), and only those that no exporter holds locked and that have not changed for
+  `min_age_seconds`: a concurrent export keeps its own.
+  """
+  try:
+    names = os.listdir(model_dir)
+  except OSError:
+    return []
+  removed = []
+  now = time.time()
+  for name in names:
+    if not (name.startswith(STAGING_PREFIX) or _LEGACY_STAGING.fullmatch(name)):
+      continue
+    path = os.path.join(model_dir, name)
+    try:
+      info = os.lstat(path)
+    except OSError:
+      continue
+    if not stat.S_ISDIR(info.st_mode) or now - info.st_mtime < min_age_seconds:
+      continue
+    fd = _lock(path)
+    if fd is None:
+      continue  # An export is writing it.
+    try:
+      shutil.rmtree(path)
+      removed.append(path)
+    except OSError:
+      pass  # Another exporter removed it first, or it cannot be removed; not this export's job.
+    finally:
+      os.close(fd)
+  return removed
+
+
+def _make_readable(directory: str) -> None:
+  """Directories 0755 and files 0644 under `directory` (mkdtemp makes it 0700)."""
+  os.chmod(directory, _DIR_MODE)
+  for root, dirs, files in os.walk(directory):
+    for name in dirs:
+      os.chmod(os.path.join(root, name), _DIR_MODE)
+    for name in files:
+      os.chmod(os.path.join(root, name), _FILE_MODE)
+
+
+def _makedirs_readable(path: str) -> None:
+  """`os.makedirs(path)`, with the directories it creates 0755 whatever the umask."""
+  missing = []
+  while path and not os.path.isdir(path):
+    missing.append(path)
+    parent = os.path.dirname(path)
+    if parent == path:
+      break
+    path = parent
+  for directory in reversed(missing):
+    os.makedirs(directory, exist_ok=True)
+    os.chmod(directory, _DIR_MODE)
 
 
 def version_dir(export_dir: str, model_name: str, version: int) -> str:
@@ -268,7 +373,8 @@ def export_generator(generator: keras.Model, latent_dim: int, export_dir: str, m
     export_dir: the export base; the model goes to `<export_dir>/<model_name>/<version>/`.
     model_name: TF Serving's model name.
     version: the integer version (the training step).
-    metadata: JSON-serialisable dict written to `assets.extra/tfgan_app_metadata.json`.
+    metadata: JSON-serialisable dict written to `assets.extra/tfgan_app_metadata.json`, with
+      `max_samples_per_request` added.
     max_samples_per_request: the largest `num_samples`, number of seeds or `num_steps` the
       signatures accept.
     warmup: write `assets.extra/tf_serving_warmup_requests`.
@@ -284,33 +390,42 @@ def export_generator(generator: keras.Model, latent_dim: int, export_dir: str, m
   warmup_requests(model_name, latent_dim, warmup_signatures)  # Rejects unknown names early.
   check_finite(generator, latent_dim)
   final = version_dir(export_dir, model_name, version)
+  parent = os.path.dirname(final)
+  remove_stale_staging(parent)
   if os.path.isdir(final):
     return final
-  parent = os.path.dirname(final)
   try:
-    os.makedirs(parent, exist_ok=True)
+    _makedirs_readable(parent)
     # A dot-name in the same directory: TF Serving ignores non-integer names, and rename
     # within one filesystem is atomic.
-    staging = tempfile.mkdtemp(prefix=f".tmp-{int(version)}-", dir=parent)
+    staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{int(version)}-", dir=parent)
   except OSError as error:
     raise ExportError(f"cannot write export under {parent}: {error.strerror}") from error
+  # Held until the export is renamed into place: other exporters' cleanup leaves it alone. A
+  # filesystem without flock gets no lock; the age rule still protects a running export.
+  lock = _lock(staging)
   try:
     module = GeneratorExportModule(generator, latent_dim, max_samples_per_request)
     tf.saved_model.save(module, staging, signatures=module.signatures())
     extra = os.path.join(staging, EXTRA_DIR)
     os.makedirs(extra, exist_ok=True)
     with open(os.path.join(extra, METADATA_FILE), "w") as f:
-      json.dump(metadata, f, indent=2, sort_keys=True)
+      json.dump({**metadata, MAX_SAMPLES_PER_REQUEST: int(max_samples_per_request)}, f,
+                indent=2, sort_keys=True)
     if warmup:
       with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
         for log in warmup_requests(model_name, latent_dim, warmup_signatures):
           writer.write(log.SerializeToString())
+    _make_readable(staging)
     os.rename(staging, final)
   except Exception as error:
     shutil.rmtree(staging, ignore_errors=True)
     if isinstance(error, ExportError):
       raise
     raise ExportError(f"export to {final} failed: {error}") from error
+  finally:
+    if lock is not None:
+      os.close(lock)
   return final
 
 
