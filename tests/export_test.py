@@ -211,6 +211,18 @@ def test_metadata_records_the_limit_the_graph_enforces(exported):
   assert served[export.IMAGES].shape == (16, 28, 28, 1)
 
 
+def test_evaluation_splits_large_batches_at_the_exports_limit(exported, generator):
+  from tfgan_app import evaluate  # pylint: disable=import-outside-toplevel
+  assert export.request_limit(exported) == 16
+  loaded = evaluate.load_saved_model_generator(exported)
+  latents = tf.random.stateless_normal([40, 8], seed=[5, 5])  # Batches of 16, 16 and 8.
+  images = loaded.generate_fn(latents).numpy()
+  expected = export.to_uint8(generator(latents, training=False)).numpy()
+  assert images.shape == (40, 28, 28, 1)
+  # Within one level: other batch shapes may sum in another order (shared/notes/stack.md §6).
+  assert np.max(np.abs(images.astype(int) - expected.astype(int))) <= 1
+
+
 def test_every_signature_runs_under_saved_model_cli(exported, tmp_path):
   # Scalars through --input_exprs, arrays through --inputs (.npy): the TF1 session restore path
   # TF Serving uses. The runs are independent, so they go in parallel.

@@ -463,8 +463,14 @@ def load_saved_model_generator(path: str) -> LoadedGenerator:
     raise EvaluationError(f"{path}: metadata says latent_dim {metadata['latent_dim']} but the "
                           f"signature takes {latent_dim}; the export is inconsistent")
 
+  # The export refuses batches larger than its limit (in its graph): split them.
+  limit = metadata.get(export.MAX_SAMPLES_PER_REQUEST)
+
   def generate_fn(latents):
-    return function(**{export.LATENTS: latents})[export.IMAGES]
+    if not limit or latents.shape[0] <= limit:
+      return function(**{export.LATENTS: latents})[export.IMAGES]
+    return tf.concat([function(**{export.LATENTS: latents[start:start + limit]})[export.IMAGES]
+                      for start in range(0, latents.shape[0], limit)], axis=0)
 
   shape = metadata.get("image_shape")
   return LoadedGenerator(generate_fn, latent_dim, tuple(shape) if shape else None,

@@ -435,6 +435,17 @@ def read_metadata(version_path: str) -> dict:
     return json.load(f)
 
 
+def request_limit(version_path: str) -> typing.Optional[int]:
+  """The most rows one call of the export's signatures accepts (`max_samples_per_request`);
+  None for exports that record none (written before the key: no limit on `serving_default`).
+  Callers that generate many samples split them into batches of at most this."""
+  try:
+    value = read_metadata(version_path).get(MAX_SAMPLES_PER_REQUEST)
+  except (OSError, ValueError):
+    return None
+  return int(value) if value else None
+
+
 # ---------------------------------------------------------------------------------------------
 # Export of a training run's newest checkpoint.
 

@@ -162,10 +162,12 @@ def measure_export(saved_model: str, num_samples: int = DEFAULT_NUM_SAMPLES, see
     raise ToyMetricsError(str(error)) from error
   latents = np.random.default_rng(seed).standard_normal(
       (num_samples, latent_dim)).astype(np.float32)
+  # The export refuses batches larger than its limit (in its graph).
+  batch_size = min(GENERATION_BATCH_SIZE, metadata.get(export.MAX_SAMPLES_PER_REQUEST)
+                   or GENERATION_BATCH_SIZE)
   points = np.concatenate([
-      function(**{export.LATENTS: latents[start:start + GENERATION_BATCH_SIZE]})[
-          export.SAMPLES].numpy()
-      for start in range(0, num_samples, GENERATION_BATCH_SIZE)])
+      function(**{export.LATENTS: latents[start:start + batch_size]})[export.SAMPLES].numpy()
+      for start in range(0, num_samples, batch_size)])
   del loaded  # Kept alive until here: the signature function does not hold the variables.
   record = measure(points, distribution)
   record.update(saved_model=os.path.abspath(saved_model), step=metadata.get("step"), seed=seed)
