@@ -3,7 +3,8 @@
 Every flag has a default, so tests and `python -m tfgan_app.train` with no arguments work.
 `config_from_flags()` turns the parsed flags into a frozen `TrainConfig`; nothing else reads
 `FLAGS`. Entry points parse with `tfgan_app.cli.flags_parser`: a bad flag costs the user one
-clear line on stderr and exit status 2, not a usage dump.
+clear line on stderr and exit status 2, not a usage dump. Training parses with `flags_parser`
+below, which also makes a run's own `--flagfile=<dir>/flags.cfg` resume `<dir>`.
 """
 
 import os
