@@ -1,6 +1,7 @@
 """The training benchmark: its report and JSON contract, on a tiny run (no timing asserted)."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -10,7 +11,8 @@ import pytest
 
 from tfgan_app import benchmark
 from tfgan_app import cli
-from conftest import REPO_ROOT, tfds_data_dir
+from tfgan_app import precision
+from conftest import HANG_TIMEOUT_S, REPO_ROOT, tfds_data_dir
 
 _TINY = ["--architecture=tf_tutorial", "--g_filters=4", "--d_filters=4", "--latent_dim=8",
          "--batch_size=8", "--split=train[:200]", "--nodownload", "--warmup_steps=2",
@@ -20,18 +22,19 @@ _TINY = ["--architecture=tf_tutorial", "--g_filters=4", "--d_filters=4", "--late
 def _benchmark(*args):
   env = dict(os.environ, TFDS_DATA_DIR=tfds_data_dir(), TF_CPP_MIN_LOG_LEVEL="2")
   return subprocess.run([sys.executable, "-m", "tfgan_app.benchmark", *args], cwd=REPO_ROOT,
-                        env=env, capture_output=True, text=True, timeout=300)
+                        env=env, capture_output=True, text=True, timeout=HANG_TIMEOUT_S)
 
 
 def test_tiny_run_prints_a_report_and_one_json_object_last():
   result = _benchmark(*_TINY, "--baseline", "--steps_per_execution=2",
-                      "--mixed_precision=mixed_bfloat16")
+                      "--mixed_precision=auto", "--compare_precisions", "--train_steps=600")
   assert result.returncode == 0, result.stderr[-3000:]
   lines = result.stdout.strip().splitlines()
   report = json.loads(lines[-1])
-  assert set(benchmark.KEYS + benchmark.BASELINE_KEYS) == set(report)
+  assert set(benchmark.KEYS + benchmark.BASELINE_KEYS + benchmark.COMPARE_KEYS) == set(report)
   assert report["architecture"] == "tf_tutorial" and report["update"] == "alternating"
-  assert report["steps_per_execution"] == 2 and report["mixed_precision"] == "mixed_bfloat16"
+  assert report["steps_per_execution"] == 2 and report["mixed_precision_requested"] == "auto"
+  assert report["mixed_precision"] == precision.resolve("auto").policy
   assert report["batch_size"] == 8 and report["timed_steps"] == 2 and report["repeats"] == 2
   for key in ("images_per_sec", "ms_per_step", "baseline_images_per_sec",
               "matmul_float32_flops_per_sec", "matmul_bfloat16_flops_per_sec",
@@ -50,6 +53,15 @@ def test_tiny_run_prints_a_report_and_one_json_object_last():
   # missing inputs.
   assert report["baseline_train_flops_per_image"] == 451_671_808 - 2 * (2 * 92 * 12544)
   assert any(line.startswith("speedup:") for line in lines)
+  # The policies this CPU offers, timed back to back; auto's choice and its share of the best.
+  auto = precision.resolve("auto").policy
+  rates = report["precision_images_per_sec"]
+  assert set(rates) == {"float32", "mixed_bfloat16"} and min(rates.values()) > 0
+  assert report["auto_policy"] == auto and report["fastest_policy"] == max(rates, key=rates.get)
+  assert report["auto_fraction_of_fastest"] == pytest.approx(rates[auto] / max(rates.values()))
+  assert f"--mixed_precision=auto picks {auto}" in result.stdout
+  assert report["estimated_run_minutes"] == pytest.approx(600 * report["ms_per_step"] / 60_000)
+  assert re.search(r"about [0-9.]+ minutes here \(600 steps at", result.stdout)
 
 
 def test_without_baseline_the_json_has_no_baseline_keys():

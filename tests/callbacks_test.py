@@ -1,5 +1,6 @@
 """Keras callbacks: the toy monitor's drawing of D's decision surface."""
 
+import itertools
 import types
 
 import numpy as np
@@ -58,3 +59,23 @@ def test_each_grid_point_is_judged_as_one_more_member_of_a_real_batch(tmp_path):
   for i in (0, 50, 143):  # D of the point put in front of the 31 real points, on its own.
     alone = discriminator(np.concatenate([points[i:i + 1], context]), training=False)
     np.testing.assert_allclose(got[i], tf.sigmoid(alone).numpy()[0, 0], rtol=1e-5, atol=1e-6)
+
+
+def test_log_lines_carry_steps_per_second_and_the_time_left(capsys, monkeypatch):
+  clock = itertools.chain([100.0, 104.0], itertools.repeat(104.0))  # 4 s to step 20.
+  monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
+  logger = callbacks.MetricsLogger(tf.summary.create_noop_writer(), log_every=10,
+                                   images_per_step=64, total_steps=1000, print_lines=True)
+  model = types.SimpleNamespace(step=tf.Variable(0, dtype=tf.int64))
+  logger.set_model(model)
+  logger.on_train_begin()
+  model.step.assign(20)
+  logger.on_train_batch_end(0, {"d_loss": 0.5})
+  # 20 steps in 4 s: 5 steps/s, 320 images/s, 980 steps left = 196 s.
+  assert capsys.readouterr().out.strip() == (
+      "step 20/1000 d_loss=0.5000 steps/s=5.00 images/s=320 eta=3m16s")
+
+
+def test_format_duration():
+  assert [callbacks.format_duration(seconds) for seconds in (0, 59.4, 61, 3599, 3600, 11220)] == [
+      "0s", "59s", "1m01s", "59m59s", "1h00m", "3h07m"]

@@ -84,21 +84,20 @@ def test_fallback_overwrites_every_value_a_failed_restore_wrote(runs, tmp_path):
   _, stopped = runs
   config = _copy(stopped, tmp_path / "run")
   model = train.build_gan(config, (28, 28, 1))
-  checkpoint = train.make_checkpoint(model)
   # The model holds step 4's values everywhere, as after a failed restore of ckpt-4 that wrote
   # everything it could; then ckpt-4 breaks.
-  checkpoint.restore(_checkpoint(config, 4)).assert_consumed()
+  train.restore_checkpoint(model, _checkpoint(config, 4))
   _break(config, 4, "data")
   lines = []
   restored = train.restore_checkpoints(
-      checkpoint, os.path.join(config.workdir, train.CHECKPOINT_DIR), config.workdir,
+      model, os.path.join(config.workdir, train.CHECKPOINT_DIR), config.workdir,
       report=lines.append)
   assert restored.path == _checkpoint(config, 2)
   assert [path for path, _ in restored.skipped] == [_checkpoint(config, 4)]
   assert "IndexError" in restored.skipped[0][1] and len(lines) == 1
   # Every value the objects hold now (weights, optimizer slots and counters, step, seed) is
   # ckpt-2's.
-  written = checkpoint.write(str(tmp_path / "now" / "ckpt"))
+  written = train.make_checkpoint(model).write(str(tmp_path / "now" / "ckpt"))
   expected, got = checkpoint_values(_checkpoint(config, 2)), checkpoint_values(written)
   assert set(got) == set(expected)
   for name in expected:

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tfgan_app import classifier
 from tfgan_app import data
-from conftest import REPO_ROOT, tfds_data_dir
+from conftest import HANG_TIMEOUT_S, REPO_ROOT, tfds_data_dir
 
 NUM_TEST_IMAGES = 1234  # Not a multiple of the inference batch: covers the last, short batch.
 
@@ -32,7 +32,7 @@ def _data_dir():
 def _run_cli(*args):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   return subprocess.run([sys.executable, "-m", "tfgan_app.classifier", *args], cwd=REPO_ROOT,
-                        env=env, capture_output=True, text=True, timeout=300)
+                        env=env, capture_output=True, text=True, timeout=HANG_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT, tfds_data_dir
+from conftest import HANG_TIMEOUT_S, REPO_ROOT, tfds_data_dir
 
 _TINY = ["--batch_size=32", "--seed=11", "--deterministic", "--train_steps=3", "--log_every=1",
          "--sample_every=3", "--checkpoint_every=3", "--g_filters=8", "--d_filters=8",
@@ -24,7 +24,7 @@ def _train(workdir, *extra, env_extra=None, wait=True):
                              stderr=subprocess.PIPE, text=True)
   if not wait:
     return process
-  stdout, stderr = process.communicate(timeout=300)
+  stdout, stderr = process.communicate(timeout=HANG_TIMEOUT_S)
   assert process.returncode == 0, stderr[-3000:]
   return stdout
 
@@ -85,7 +85,7 @@ np.testing.assert_array_equal(np.concatenate([a, b]), whole)
 print("ok")
 """
   result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=HANG_TIMEOUT_S)
   assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
 
 
@@ -118,7 +118,7 @@ for value in strategy.experimental_local_results(loss_values):
 print("ok")
 """
   result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=HANG_TIMEOUT_S)
   assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
 
 
@@ -127,7 +127,7 @@ def test_batch_not_divisible_by_replicas_fails_before_training(tmp_path):
   result = subprocess.run(
       [sys.executable, "-m", "tfgan_app.train", f"--workdir={tmp_path / 'run'}", *_TINY,
        "--strategy=mirrored", "--num_cpu_replicas=2", "--batch_size=33"],
-      cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+      cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=HANG_TIMEOUT_S)
   assert result.returncode == 1
   assert ("--batch_size=33 is not divisible by the 2 replicas of --strategy=mirrored"
           in result.stderr)
@@ -152,7 +152,7 @@ def _train_workers(workers, workdir, *extra):
                             "task": {"type": "worker", "index": index}})
     processes.append(_train(workdir, "--strategy=multi_worker", *extra,
                             env_extra={"TF_CONFIG": tf_config}, wait=False))
-  outputs = [process.communicate(timeout=300) for process in processes]
+  outputs = [process.communicate(timeout=HANG_TIMEOUT_S) for process in processes]
   for process, (_, stderr) in zip(processes, outputs):
     assert process.returncode == 0, stderr[-3000:]
   return outputs

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT, tfds_data_dir, tiny_config
+from conftest import HANG_TIMEOUT_S, REPO_ROOT, tfds_data_dir, tiny_config
 from tfgan_app import evaluate
 from tfgan_app import export
 from tfgan_app import models
@@ -73,8 +73,8 @@ def test_command_end_to_end_and_a_bad_export(export_dir, classifier_dir, cache_d
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
   bad_run = subprocess.Popen(bad, cwd=REPO_ROOT, env=_env(data_dir), text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-  stdout, stderr = good_run.communicate(timeout=120)
-  bad_stdout, bad_stderr = bad_run.communicate(timeout=120)
+  stdout, stderr = good_run.communicate(timeout=HANG_TIMEOUT_S)
+  bad_stdout, bad_stderr = bad_run.communicate(timeout=HANG_TIMEOUT_S)
 
   assert good_run.returncode == 0, stderr[-2000:]
   lines = stdout.strip().splitlines()

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tfgan_app import callbacks as callbacks_lib
 from tfgan_app import losses
 from tfgan_app import train
-from conftest import REPO_ROOT, tfds_data_dir, tiny_config
+from conftest import HANG_TIMEOUT_S, REPO_ROOT, tfds_data_dir, tiny_config
 
 _TINY = ["--batch_size=16", "--seed=5", "--deterministic", "--log_every=1", "--sample_every=100",
          "--g_filters=8", "--d_filters=8", "--latent_dim=8", "--split=train[:2000]",
@@ -31,7 +31,7 @@ def _env():
 
 def _run(workdir, *extra, **kwargs):
   return subprocess.run(_command(workdir, *extra), cwd=REPO_ROOT, env=_env(),
-                        capture_output=True, text=True, timeout=300, **kwargs)
+                        capture_output=True, text=True, timeout=HANG_TIMEOUT_S, **kwargs)
 
 
 def _start(workdir, *extra):
@@ -39,7 +39,7 @@ def _start(workdir, *extra):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_line(process, prefix, timeout=120):
+def _wait_for_line(process, prefix, timeout=HANG_TIMEOUT_S):
   deadline = time.time() + timeout
   while time.time() < deadline:
     line = process.stdout.readline()
@@ -57,7 +57,7 @@ def _weights(workdir):
                 if not name.startswith("_CHECKPOINTABLE")}
 
 
-def _wait_for_step(process, target, timeout=180):
+def _wait_for_step(process, target, timeout=HANG_TIMEOUT_S):
   deadline = time.time() + timeout
   while time.time() < deadline:
     line = process.stdout.readline()
@@ -104,7 +104,7 @@ def test_signal_finishes_the_step_checkpoints_and_exits_zero(tmp_path, signum):
   line = _wait_for_line(process, "step 3/")
   assert line
   process.send_signal(signum)
-  stdout, stderr = process.communicate(timeout=120)
+  stdout, stderr = process.communicate(timeout=HANG_TIMEOUT_S)
   assert process.returncode == 0, stderr[-2000:]
   assert "Resume with: python -m tfgan_app.train --flagfile=" in stdout
   path, values = _weights(workdir)

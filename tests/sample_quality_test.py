@@ -25,7 +25,7 @@ from tfgan_app import data
 from tfgan_app import export
 from tfgan_app import models
 from tfgan_app import sample_quality
-from conftest import REPO_ROOT, tfds_data_dir
+from conftest import HANG_TIMEOUT_S, REPO_ROOT, tfds_data_dir
 
 LATENT_DIM = 24
 IMAGES_PER_CLASS = 2
@@ -190,7 +190,7 @@ def test_command_reports_on_a_varied_generator(judge_and_banks, tmp_path):
       [sys.executable, "-m", "tfgan_app.sample_quality", f"--saved_model={export_dir}",
        f"--classifier={classifier_dir}", "--num_samples=1000", "--seed=7",
        "--batch_size=300"],  # 300 does not divide 1000: a short last batch.
-      cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+      cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=HANG_TIMEOUT_S)
   assert result.returncode == 0, result.stderr[-2000:]
   lines = result.stdout.strip().splitlines()
   report = json.loads(lines[-1])
@@ -237,7 +237,7 @@ def test_missing_export_is_one_line_on_stderr(judge_and_banks, tmp_path):
   result = subprocess.run(
       [sys.executable, "-m", "tfgan_app.sample_quality", f"--saved_model={tmp_path / 'nope'}",
        f"--classifier={classifier_dir}"],
-      cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+      cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=HANG_TIMEOUT_S)
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1].startswith(
       "python -m tfgan_app.sample_quality: error: no SavedModel at --saved_model=")

@@ -18,6 +18,7 @@ from serving import client
 from serving import server as server_lib
 from tfgan_app import export
 from tfgan_app import models
+from conftest import HANG_TIMEOUT_S, assert_images_match
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -60,22 +61,21 @@ def test_client_writes_the_grid_and_single_pngs(running, generator, tmp_path, si
   expected = _expected(generator, range(7, 12))
   grid = tf.io.decode_png(out.read_bytes()).numpy()
   assert grid.shape == (2 * 29 - 1, 3 * 29 - 1, 1)  # 5 images: 3 columns, 2 rows, 1px gaps.
-  np.testing.assert_array_equal(grid[29:57, 29:57], expected[4])
+  assert_images_match(grid[29:57, 29:57], expected[4])
   files = sorted(os.listdir(tmp_path / "each"))
   assert files == [f"sample_{i:04d}.png" for i in range(5)]
   for name, image in zip(files, expected):
-    np.testing.assert_array_equal(
-        tf.io.decode_png((tmp_path / "each" / name).read_bytes()).numpy(), image)
+    assert_images_match(tf.io.decode_png((tmp_path / "each" / name).read_bytes()).numpy(), image)
 
 
 def test_client_interpolate_and_serving_default(running, generator, tmp_path):
   result = client.sample(f"127.0.0.1:{running.port}", "dcgan", 4, 7,
                          export.INTERPOLATE_SIGNATURE)
-  np.testing.assert_array_equal(result["images"][[0, -1]], _expected(generator, [7, 8]))
+  assert_images_match(result["images"][[0, -1]], _expected(generator, [7, 8]))
   result = client.sample(f"127.0.0.1:{running.port}", "dcgan", 2, 7, export.SERVING_SIGNATURE)
   latents = np.random.default_rng(7).standard_normal((2, 8)).astype(np.float32)
-  np.testing.assert_array_equal(result["images"],
-                                export.to_uint8(generator(latents, training=False)).numpy())
+  assert_images_match(result["images"],
+                      export.to_uint8(generator(latents, training=False)).numpy())
 
 
 def _free_port():
@@ -109,16 +109,16 @@ def test_server_entry_point_serves_and_stops_cleanly_on_sigterm(model_base, tmp_
       cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   try:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-      grpc.channel_ready_future(channel).result(timeout=60)
+      grpc.channel_ready_future(channel).result(timeout=HANG_TIMEOUT_S)
       request = get_model_status_pb2.GetModelStatusRequest()
       request.model_spec.name = "dcgan"
-      status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request,
-                                                                                timeout=30)
+      status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+          request, timeout=HANG_TIMEOUT_S)
       assert status.model_version_status[0].version == 3
     assert client.main(["client", f"--server=127.0.0.1:{port}", "--num_samples=2",
                         f"--out={tmp_path / 'grid.png'}"]) == 0
     process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=30)
+    output, _ = process.communicate(timeout=HANG_TIMEOUT_S)
   finally:
     if process.poll() is None:
       process.kill()

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tfgan_app import theory
 from tfgan_app import toy_data
-from conftest import REPO_ROOT
+from conftest import HANG_TIMEOUT_S, REPO_ROOT
 
 P_DATA = toy_data.get("gaussian1d")
 
@@ -69,7 +69,7 @@ def test_grid_is_the_union_of_three_std_intervals():
 def _run(*args):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   return subprocess.run([sys.executable, "-m", "tfgan_app.theory", *args], cwd=REPO_ROOT,
-                        env=env, capture_output=True, text=True, timeout=300)
+                        env=env, capture_output=True, text=True, timeout=HANG_TIMEOUT_S)
 
 
 def test_command_meets_the_bounds_and_writes_its_plot(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from tfgan_app import toy_data
 from tfgan_app import toy_metrics
-from conftest import REPO_ROOT
+from conftest import HANG_TIMEOUT_S, REPO_ROOT
 
 RING = toy_data.get("ring8")
 
@@ -81,7 +81,7 @@ def test_wrong_shape_is_refused():
 def _run(*args):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   return subprocess.run([sys.executable, "-m", "tfgan_app.toy_metrics", *args], cwd=REPO_ROOT,
-                        env=env, capture_output=True, text=True, timeout=120)
+                        env=env, capture_output=True, text=True, timeout=HANG_TIMEOUT_S)
 
 
 def test_command_errors_in_one_line(tmp_path):

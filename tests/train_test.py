@@ -18,7 +18,7 @@ from tfgan_app import export
 from tfgan_app import flags as app_flags
 from tfgan_app import toy_metrics
 from tfgan_app import train
-from conftest import REPO_ROOT, checkpoint_values, tfds_data_dir, tiny_config
+from conftest import HANG_TIMEOUT_S, REPO_ROOT, checkpoint_values, tfds_data_dir, tiny_config
 
 
 def _checkpoint_values(workdir):
@@ -29,7 +29,7 @@ def _checkpoint_values(workdir):
 def _run_cli(*args, env_extra=None):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env_extra or {}))
   return subprocess.run([sys.executable, "-m", "tfgan_app.train", *args], cwd=REPO_ROOT,
-                        env=env, capture_output=True, text=True, timeout=300)
+                        env=env, capture_output=True, text=True, timeout=HANG_TIMEOUT_S)
 
 
 def _tiny_flags(workdir, data_dir, *extra):

@@ -45,6 +45,7 @@ from tfgan_app import flags as app_flags
 from tfgan_app import flops as flops_lib
 from tfgan_app import gan as gan_lib
 from tfgan_app import models
+from tfgan_app import precision
 from tfgan_app import train
 from tfgan_app import tutorial_baseline
 
@@ -61,9 +62,16 @@ flags.DEFINE_integer("matmul_size", 4096,
 flags.DEFINE_integer("sample_batch_size", 256,
                      "Batch of the exported generator's sampling-speed measurement.",
                      lower_bound=1)
+flags.DEFINE_boolean("compare_precisions", False,
+                     "Also time the config's training under every precision policy this "
+                     "hardware offers (float32, mixed_bfloat16, and mixed_float16 on GPUs), "
+                     "interleaved, and say which one --mixed_precision=auto picks and whether "
+                     "it is the fastest.")
 
 # The JSON object's keys (a contract: scripts read them).
-KEYS = ("config", "architecture", "update", "mixed_precision", "batch_size", "d_steps",
+KEYS = ("config", "architecture", "update", "mixed_precision", "mixed_precision_requested",
+        "precision_reason", "hardware", "train_steps", "estimated_run_minutes", "batch_size",
+        "d_steps",
         "steps_per_execution", "jit_compile", "intra_op_threads", "inter_op_threads",
         "timed_steps", "repeats", "images_per_sec", "ms_per_step", "cpu_ms_per_step",
         "train_flops_per_image", "achieved_flops_per_sec", "matmul_float32_flops_per_sec",
@@ -72,6 +80,9 @@ KEYS = ("config", "architecture", "update", "mixed_precision", "batch_size", "d_
         "flops_per_cpu_sec", "matmul_float32_flops_per_cpu_sec",
         "matmul_bfloat16_flops_per_cpu_sec", "cpu_fraction_of_float32_peak",
         "cpu_fraction_of_bfloat16_peak")
+# With --compare_precisions: images/s under each policy, auto's choice and its share of the best.
+COMPARE_KEYS = ("precision_images_per_sec", "auto_policy", "fastest_policy",
+                "auto_fraction_of_fastest")
 BASELINE_KEYS = ("baseline_images_per_sec", "baseline_ms_per_step", "baseline_cpu_ms_per_step",
                  "baseline_train_flops_per_image", "baseline_achieved_flops_per_sec",
                  "speedup_vs_baseline", "cpu_speedup_vs_baseline")
@@ -90,6 +101,7 @@ class Options:
   repeats: int = 5
   matmul_size: int = 4096
   sample_batch_size: int = 256
+  compare_precisions: bool = False
 
 
 @dataclasses.dataclass
@@ -120,13 +132,13 @@ def _matmul_timer(size: int, dtype) -> Callable[[], None]:
   return lambda: _sync(multiply())
 
 
-def _our_loop(config, info, options: Options):
-  """Builds our GAN as training does and returns (model, run `n` steps, steps per call)."""
+def _our_loop(config, info, policy: str):
+  """Builds our GAN as training does, under `policy`; returns (model, run `n` steps)."""
   strategy = distribute.build_strategy(config.strategy, config.num_cpu_replicas, config.tpu)
-  keras.mixed_precision.set_global_policy(config.mixed_precision)
+  keras.mixed_precision.set_global_policy(policy)
   try:
     with strategy.scope():
-      model = train.build_gan(config, info.image_shape)
+      model = train.build_gan(config, info.image_shape, policy)
   finally:
     keras.mixed_precision.set_global_policy("float32")
   dataset = data.training_stream(info, config.batch_size, d_steps=config.d_steps,
@@ -210,8 +222,10 @@ def run_benchmark(config: config_lib.TrainConfig, options: Options,
   except (ValueError, train.ConfigError) as error:
     raise BenchmarkError(str(error)) from error
   keras.utils.set_random_seed(config.seed)
+  resolution = precision.resolve(config.mixed_precision)
+  print(resolution.describe() + f"; {resolution.hardware}", flush=True)
 
-  model, run_ours = _our_loop(config, info, options)
+  model, run_ours = _our_loop(config, info, resolution.policy)
   step_flops = flops_lib.training_flops(model.generator, model.discriminator,
                                         config.latent_dim, info.image_shape, config.update,
                                         config.d_steps)
@@ -224,16 +238,23 @@ def run_benchmark(config: config_lib.TrainConfig, options: Options,
     baseline_flops = flops_lib.training_flops(loop.generator, loop.discriminator,
                                               config.latent_dim, info.image_shape,
                                               "simultaneous", 1)
-  run_ours(options.warmup_steps)
-  if options.baseline:
-    timers["baseline"](options.warmup_steps)
+  auto = precision.resolve(precision.AUTO)
+  policies = []  # Timed besides ours with --compare_precisions.
+  if options.compare_precisions:
+    policies = [policy for policy in precision.candidate_policies(precision.detect_hardware())
+                if policy != resolution.policy]
+    for policy in policies:
+      _, timers[f"policy {policy}"] = _our_loop(config, info, policy)
+  training_loops = (["ours"] + [f"policy {policy}" for policy in policies]
+                    + (["baseline"] if options.baseline else []))
+  for name in training_loops:
+    timers[name](options.warmup_steps)
 
   timings = {name: _Timings() for name in timers}
   steps = options.timed_steps
   for _ in range(options.repeats):
-    timings["ours"].time(lambda: run_ours(steps))
-    if options.baseline:
-      timings["baseline"].time(lambda: timers["baseline"](steps))
+    for name in training_loops:
+      timings[name].time(lambda: timers[name](steps))  # pylint: disable=cell-var-from-loop
     timings["float32"].time(timers["float32"])
     timings["bfloat16"].time(timers["bfloat16"])
 
@@ -252,7 +273,12 @@ def run_benchmark(config: config_lib.TrainConfig, options: Options,
   cpu_peak_bfloat16 = matmul_flops / statistics.median(timings["bfloat16"].cpu)
   result = {
       "config": config_name, "architecture": config.architecture, "update": config.update,
-      "mixed_precision": config.mixed_precision, "batch_size": config.batch_size,
+      "mixed_precision": resolution.policy, "mixed_precision_requested": resolution.requested,
+      "precision_reason": resolution.reason, "hardware": resolution.hardware,
+      "train_steps": config.train_steps,
+      # Training alone, at the measured speed; sampling, checkpoints and the export add little.
+      "estimated_run_minutes": config.train_steps * ms_per_step / 60_000,
+      "batch_size": config.batch_size,
       "d_steps": config.d_steps, "steps_per_execution": config.steps_per_execution,
       "jit_compile": config.jit_compile, "intra_op_threads": config.intra_op_threads,
       "inter_op_threads": config.inter_op_threads, "timed_steps": steps,
@@ -270,6 +296,15 @@ def run_benchmark(config: config_lib.TrainConfig, options: Options,
       "cpu_fraction_of_float32_peak": per_cpu_second / cpu_peak_float32,
       "cpu_fraction_of_bfloat16_peak": per_cpu_second / cpu_peak_bfloat16,
   }
+  if options.compare_precisions:
+    rates = {resolution.policy: images_per_sec}
+    for policy in policies:
+      rates[policy] = images_per_step * steps / statistics.median(timings[f"policy {policy}"].wall)
+    fastest = max(rates, key=rates.get)
+    result.update({
+        "precision_images_per_sec": rates, "auto_policy": auto.policy, "fastest_policy": fastest,
+        "auto_fraction_of_fastest": rates[auto.policy] / rates[fastest],
+    })
   if options.baseline:
     baseline_ms = 1000 * statistics.median(timings["baseline"].wall) / steps
     baseline_rate = config.batch_size * 1000 / baseline_ms
@@ -296,6 +331,9 @@ def format_report(result: Dict[str, object]) -> str:
       f"config {result['config']}: {result['architecture']}, update={result['update']}, "
       f"{result['mixed_precision']}, batch {result['batch_size']} x d_steps {result['d_steps']}, "
       f"steps_per_execution={result['steps_per_execution']}, jit_compile={result['jit_compile']}",
+      f"precision: {result['mixed_precision']} (--mixed_precision="
+      f"{result['mixed_precision_requested']}: {result['precision_reason']}) on "
+      f"{result['hardware']}",
       f"ours:     {result['images_per_sec']:8.1f} images/s  {result['ms_per_step']:8.1f} ms/step "
       f"({result['cpu_ms_per_step']:.0f} CPU ms/step), median of {result['repeats']} x "
       f"{result['timed_steps']} steps",
@@ -321,8 +359,21 @@ def format_report(result: Dict[str, object]) -> str:
         f"speedup:  {result['speedup_vs_baseline']:.2f}x the tutorial loop's images/s "
         f"({result['cpu_speedup_vs_baseline']:.2f}x per CPU-second)",
     ]
+  if "precision_images_per_sec" in result:
+    rates = result["precision_images_per_sec"]
+    lines.append("precisions: " + ", ".join(f"{policy} {rate:.1f} images/s"
+                                            for policy, rate in rates.items()))
+    auto, fastest = result["auto_policy"], result["fastest_policy"]
+    verdict = ("the fastest" if auto == fastest else
+               f"{100 * result['auto_fraction_of_fastest']:.0f}% of the fastest ({fastest})")
+    lines.append(f"            --mixed_precision=auto picks {auto}: {verdict}")
   lines.append(f"sampling: {result['sample_images_per_sec']:8.1f} images/s from the exported "
                f"generator at batch {result['sample_batch_size']}")
+  minutes = result["estimated_run_minutes"]
+  lines.append(f"{result['config'] or 'this config'}: about "
+               f"{minutes:.{1 if minutes < 10 else 0}f} minutes here "
+               f"({result['train_steps']} steps at {result['ms_per_step']:.0f} ms/step, "
+               f"{result['mixed_precision']})")
   return "\n".join(lines)
 
 
@@ -339,7 +390,8 @@ def main(argv):
   options = Options(baseline=flags.FLAGS.baseline, warmup_steps=flags.FLAGS.warmup_steps,
                     timed_steps=flags.FLAGS.timed_steps, repeats=flags.FLAGS.repeats,
                     matmul_size=flags.FLAGS.matmul_size,
-                    sample_batch_size=flags.FLAGS.sample_batch_size)
+                    sample_batch_size=flags.FLAGS.sample_batch_size,
+                    compare_precisions=flags.FLAGS.compare_precisions)
   try:
     result = run_benchmark(config, options, config_name=_config_name())
   except (BenchmarkError, data.DatasetError) as error:

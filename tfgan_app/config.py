@@ -14,6 +14,8 @@ LOSSES = ("non_saturating", "minimax")
 # standard: the --loss generator loss; feature_matching: Salimans et al. 2016 §3.1.
 G_OBJECTIVES = ("standard", "feature_matching")
 MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+# auto: chosen for the hardware that runs the job (tfgan_app/precision.py).
+MIXED_PRECISION_CHOICES = ("auto",) + MIXED_PRECISION_POLICIES
 
 
 def parse_units(text: str) -> typing.Tuple[int, ...]:
@@ -59,7 +61,7 @@ class TrainConfig:
   seed: int = 0
   deterministic: bool = False
   steps_per_execution: int = 1
-  mixed_precision: str = "float32"
+  mixed_precision: str = "auto"  # Resolved by tfgan_app/precision.py.
   jit_compile: bool = False
   intra_op_threads: int = 0  # 0: TensorFlow's default (one per core).
   inter_op_threads: int = 0  # 0: TensorFlow's default.

@@ -475,7 +475,8 @@ def export_from_workdir(workdir: str, export_dir: typing.Optional[str] = None,
   step = int(model.step.numpy())
   return export_generator(
       model.sampling_generator, config.latent_dim, config.resolved_export_dir,
-      config.model_name, step, train.export_metadata(config, image_shape, step),
+      config.model_name, step,
+      train.export_metadata(config, image_shape, step, train.recorded_precision(workdir)),
       max_samples_per_request=max_samples_per_request, warmup_signatures=warmup_signatures)
 
 

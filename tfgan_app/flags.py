@@ -62,11 +62,13 @@ flags.DEFINE_integer("steps_per_execution", _DEFAULTS.steps_per_execution,
                      "run between calls, so --train_steps, --log_every, --sample_every, "
                      "--checkpoint_every and --eval_every must be multiples of it.")
 flags.DEFINE_enum("mixed_precision", _DEFAULTS.mixed_precision,
-                  list(config_lib.MIXED_PRECISION_POLICIES),
-                  "Keras dtype policy: mixed_bfloat16 computes in bfloat16 with float32 weights "
-                  "(fast on CPUs with AVX512-BF16 or AMX, TPUs, recent GPUs); mixed_float16 "
-                  "computes in float16 with dynamic loss scaling of both players' losses "
-                  "(GPUs with float16 tensor cores).")
+                  list(config_lib.MIXED_PRECISION_CHOICES),
+                  "Keras dtype policy. auto (default): mixed_bfloat16 on CPUs with native "
+                  "bfloat16 arithmetic (AVX512_BF16, AMX) and GPUs of compute capability >= 8.0, "
+                  "mixed_float16 on 7.x GPUs, float32 elsewhere (the run prints what it chose "
+                  "and why). mixed_bfloat16 computes in bfloat16 with float32 weights (emulated, "
+                  "so about 11x slower, on CPUs without it); mixed_float16 computes in float16 "
+                  "with dynamic loss scaling of both players' losses.")
 flags.DEFINE_boolean("jit_compile", _DEFAULTS.jit_compile,
                      "Compile the training step with XLA. Measured slower on the 2-core "
                      "reference CPU (README, Performance); try it on GPUs.")

@@ -31,6 +31,7 @@ from tfgan_app import maximum_likelihood
 from tfgan_app import metrics
 from tfgan_app import models
 from tfgan_app.models import gmm as gmm_lib
+from tfgan_app import precision
 from tfgan_app import preemption
 from tfgan_app import schedules
 from tfgan_app import toy_data
@@ -60,6 +61,10 @@ class TrainResult:
 
 # Values of run_spec.json keys that runs written before the key existed hold implicitly.
 _SPEC_DEFAULTS = {"minibatch_discrimination": False, "g_refine_blocks": 0}
+# run_spec.json's record of the precision policy the run last trained in (precision.Resolution).
+# Not part of the checkpoint's structure: weights are float32 under every policy, so a run
+# resumes on hardware that resolves --mixed_precision=auto differently.
+PRECISION_KEY = "precision"
 
 
 def _run_spec(config: config_lib.TrainConfig, image_shape) -> dict:
@@ -90,11 +95,22 @@ def _run_spec(config: config_lib.TrainConfig, image_shape) -> dict:
 
 
 def _read_run_spec(path: str) -> dict:
+  """run_spec.json's structural fields (without the precision record)."""
   with open(path) as f:
     spec = json.load(f)
+  spec.pop(PRECISION_KEY, None)
   if spec.get("architecture") == models.GMM:
     return spec  # Its spec has none of the GAN's fields.
   return {**_SPEC_DEFAULTS, **spec}
+
+
+def recorded_precision(workdir: str) -> Optional[dict]:
+  """The precision record (`precision.Resolution.to_json()`) of the run in `workdir`, if any."""
+  try:
+    with open(os.path.join(workdir, RUN_SPEC)) as f:
+      return json.load(f).get(PRECISION_KEY)
+  except (OSError, ValueError, AttributeError):
+    return None
 
 
 def _check_workdir(config, spec) -> None:
@@ -134,11 +150,14 @@ def _configure_determinism(config) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def build_gan(config, image_shape) -> gan_lib.GAN:
+def build_gan(config, image_shape, policy: Optional[str] = None) -> gan_lib.GAN:
   """Builds and compiles the GAN in the current strategy scope.
 
-  `image_shape` is the shape of one example: [H, W, C], or [D] for toy points.
+  `image_shape` is the shape of one example: [H, W, C], or [D] for toy points. `policy` is the
+  resolved dtype policy (None: `config.mixed_precision` resolved for this machine); the layers
+  take Keras's global policy, which the caller sets.
   """
+  policy = policy or precision.resolve(config.mixed_precision).policy
   g_units = config_lib.parse_units(config.g_units)
   generator, discriminator = models.build_models(
       config.architecture, config.latent_dim, image_shape, config.g_filters, config.d_filters,
@@ -169,7 +188,7 @@ def build_gan(config, image_shape) -> gan_lib.GAN:
   def optimizer(initial, updates_per_step):
     adam = keras.optimizers.Adam(learning_rate(initial, updates_per_step), beta_1=config.beta1,
                                  beta_2=config.beta2)
-    if config.mixed_precision == "mixed_float16":
+    if policy == precision.MIXED_FLOAT16:
       # float16 gradients underflow without loss scaling; both players need their own scale
       # (gan.GAN scales each loss with its optimizer's current scale).
       return keras.optimizers.LossScaleOptimizer(adam)
@@ -183,11 +202,11 @@ def build_gan(config, image_shape) -> gan_lib.GAN:
   return model
 
 
-def build_model(config, image_shape):
+def build_model(config, image_shape, policy: Optional[str] = None):
   """The `gan.GAN` of `config`, or for --architecture=gmm a `maximum_likelihood.MixtureRun`."""
   if config.architecture == models.GMM:
     return maximum_likelihood.build_run(config.gmm_components, image_shape, config.seed)
-  return build_gan(config, image_shape)
+  return build_gan(config, image_shape, policy)
 
 
 def configure_threads(intra_op_threads: int, inter_op_threads: int) -> None:
@@ -234,20 +253,64 @@ def check_steps_per_execution(config, start_step: int = 0) -> None:
                       f"--steps_per_execution={every}; resume with a divisor of {start_step}")
 
 
-def make_checkpoint(model) -> tf.train.Checkpoint:
-  """Everything that decides the rest of a run: weights, optimizer slots, step, seed, and the
-  RNG state of D's dropout."""
+def _checkpoint_objects(model):
+  """(required, optional) objects of a run's checkpoint.
+
+  Required: everything that decides the rest of a run: weights, optimizer slots, step, seed and
+  the RNG state of D's dropout. Optional: the dynamic loss scales of mixed_float16
+  (`keras.optimizers.LossScaleOptimizer`). The optimizers are saved without their loss-scaling
+  wrapper, so a run resumes under any precision policy: a float16 run's checkpoint restores into
+  a bfloat16 or float32 run (the scales are not needed there), and the other way round the
+  scales start afresh.
+  """
   if isinstance(model, maximum_likelihood.MixtureRun):
-    return model.checkpoint()
-  objects = dict(generator=model.generator, discriminator=model.discriminator,
-                 g_optimizer=model.g_optimizer, d_optimizer=model.d_optimizer,
-                 step=model.step, seed=model.seed)
+    return {"mixture": model.checkpoint()}, {}
+  required = dict(generator=model.generator, discriminator=model.discriminator,
+                  g_optimizer=_without_loss_scaling(model.g_optimizer),
+                  d_optimizer=_without_loss_scaling(model.d_optimizer),
+                  step=model.step, seed=model.seed)
   if model.ema_generator is not None:
-    objects["ema_generator"] = model.ema_generator
+    required["ema_generator"] = model.ema_generator
   random_states = getattr(model.discriminator, "random_states", dict)()
   if random_states:  # Dropout masks (mlp, tf_tutorial): exact resume needs their RNG state.
-    objects["discriminator_random"] = tf.train.Checkpoint(**random_states)
-  return tf.train.Checkpoint(**objects)
+    required["discriminator_random"] = tf.train.Checkpoint(**random_states)
+  optional = {}
+  for name in ("g_optimizer", "d_optimizer"):
+    optimizer = getattr(model, name)
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+      optional[f"{name}_loss_scale"] = tf.train.Checkpoint(
+          step_counter=optimizer.step_counter, dynamic_scale=optimizer.dynamic_scale)
+  return required, optional
+
+
+def _without_loss_scaling(optimizer):
+  if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+    return optimizer.inner_optimizer
+  return optimizer
+
+
+def make_checkpoint(model) -> tf.train.Checkpoint:
+  """The checkpoint a run saves (see `_checkpoint_objects`)."""
+  required, optional = _checkpoint_objects(model)
+  if isinstance(model, maximum_likelihood.MixtureRun):
+    return required["mixture"]
+  return tf.train.Checkpoint(**required, **optional)
+
+
+def restore_checkpoint(model, path: str) -> None:
+  """Restores `model` from the checkpoint `path`: every required object must be in it.
+
+  Raises:
+    tf.errors.OpError, ValueError, AssertionError: the checkpoint is unreadable or does not fit.
+  """
+  required, optional = _checkpoint_objects(model)
+  if isinstance(model, maximum_likelihood.MixtureRun):
+    required["mixture"].restore(path).assert_existing_objects_matched()
+    return
+  tf.train.Checkpoint(**required).restore(path).assert_existing_objects_matched()
+  if optional:
+    # Loss scales are restored where the checkpoint has them (a float16 run's).
+    tf.train.Checkpoint(**optional).restore(path).expect_partial()
 
 
 # What reading a damaged checkpoint raises: a truncated data file fails with IndexError inside
@@ -295,17 +358,17 @@ def _print_to_stderr(line: str) -> None:
   print(line, file=sys.stderr, flush=True)
 
 
-def restore_checkpoints(checkpoint, checkpoint_dir: str, workdir: str,
+def restore_checkpoints(model, checkpoint_dir: str, workdir: str,
                         report: Callable[[str], None] = _print_to_stderr) -> Restored:
   """Restores the newest listed checkpoint that restores cleanly, skipping broken newer ones.
 
   A failed attempt may already have written some variables; the checkpoint restored after it
-  matches every existing object (`assert_existing_objects_matched`), and every variable of the
-  model exists before the restore (optimizers are built at compile), so all of them are
-  overwritten.
+  matches every required object (`restore_checkpoint`: `assert_existing_objects_matched`), and
+  every variable of the model exists before the restore (optimizers are built at compile), so
+  all of them are overwritten.
 
   Args:
-    checkpoint: the `tf.train.Checkpoint` to restore into.
+    model: the `gan.GAN` or `maximum_likelihood.MixtureRun` to restore into.
     checkpoint_dir: the directory of the CheckpointManager's index.
     workdir: the run's workdir, for messages.
     report: called with one line per skipped checkpoint (default: print to stderr).
@@ -322,7 +385,7 @@ def restore_checkpoints(checkpoint, checkpoint_dir: str, workdir: str,
       reason = "its .index file is missing"
     else:
       try:
-        checkpoint.restore(path).assert_existing_objects_matched()
+        restore_checkpoint(model, path)
         return Restored(path, skipped)
       except _UNREADABLE_CHECKPOINT_ERRORS as error:
         reason = f"{type(error).__name__}: {_first_line(error)}"
@@ -338,7 +401,7 @@ def restore_checkpoints(checkpoint, checkpoint_dir: str, workdir: str,
       f"and {os.path.join(checkpoint_dir, 'checkpoint')}")
 
 
-def restore_latest(checkpoint, checkpoint_dir, workdir) -> Optional[str]:
+def restore_latest(model, checkpoint_dir, workdir) -> Optional[str]:
   """Restores the newest checkpoint in `checkpoint_dir` that restores cleanly, if any.
 
   Broken newer checkpoints are skipped with one line each on stderr (`restore_checkpoints`).
@@ -346,7 +409,7 @@ def restore_latest(checkpoint, checkpoint_dir, workdir) -> Optional[str]:
   Raises:
     ConfigError: checkpoints are listed but none restores.
   """
-  return restore_checkpoints(checkpoint, checkpoint_dir, workdir).path
+  return restore_checkpoints(model, checkpoint_dir, workdir).path
 
 
 def _drop_from_index(checkpoint_dir: str, restored: str) -> None:
@@ -407,22 +470,31 @@ def restore_run(workdir: str):
   checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
   if not listed_checkpoints(checkpoint_dir):
     raise ConfigError(f"no checkpoint in {checkpoint_dir}; train first")
-  model = build_model(config, image_shape)
+  # Export and evaluation compute in float32, whatever the run trained in.
+  model = build_model(config, image_shape, precision.FLOAT32)
   # Broken newer checkpoints are skipped with one line each on stderr.
-  restored = restore_checkpoints(make_checkpoint(model), checkpoint_dir, workdir)
+  restored = restore_checkpoints(model, checkpoint_dir, workdir)
   if restored.skipped:
     _print_to_stderr(f"Using {restored.path} (step {int(model.step.numpy())}), the newest "
                      "checkpoint that restores")
   return model, config, image_shape, restored.path
 
 
-def export_metadata(config, image_shape, step: int) -> dict:
-  """The export's metadata: `image_shape` [H, W, C] for images, `sample_shape` [D] for points."""
+def export_metadata(config, image_shape, step: int,
+                    precision_record: Optional[dict] = None) -> dict:
+  """The export's metadata: `image_shape` [H, W, C] for images, `sample_shape` [D] for points.
+
+  `precision_record`: the precision policy the run trained in (requested, policy, reason,
+  hardware: `precision.Resolution.to_json()`), when known.
+  """
   shape_key = "sample_shape" if toy_data.is_toy(config.dataset) else "image_shape"
-  return {"model_name": config.model_name, "step": step, "latent_dim": config.latent_dim,
-          shape_key: list(image_shape), "dataset": config.dataset,
-          "architecture": config.architecture, "ema": config.ema_decay > 0,
-          "flags": dataclasses.asdict(config)}
+  metadata = {"model_name": config.model_name, "step": step, "latent_dim": config.latent_dim,
+              shape_key: list(image_shape), "dataset": config.dataset,
+              "architecture": config.architecture, "ema": config.ema_decay > 0,
+              "flags": dataclasses.asdict(config)}
+  if precision_record is not None:
+    metadata[PRECISION_KEY] = precision_record
+  return metadata
 
 
 def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
@@ -441,6 +513,8 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
       raise ConfigError(f"--architecture=gmm fits on one device (EM over the whole split); "
                         f"--strategy={config.strategy} is not supported, use auto or default")
     configure_threads(config.intra_op_threads, config.inter_op_threads)
+    resolution = precision.resolve(config.mixed_precision)
+    print(resolution.describe() + f"; {resolution.hardware}", flush=True)
     check_steps_per_execution(config)
     if not gmm:
       gan_lib.check_update(config.update, config.d_steps, config.g_objective)
@@ -470,24 +544,24 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
   _check_workdir(config, spec)
 
   _configure_determinism(config)
-  keras.mixed_precision.set_global_policy(config.mixed_precision)
+  keras.mixed_precision.set_global_policy(resolution.policy)
   with strategy.scope():
-    model = build_model(config, info.example_shape)
+    model = build_model(config, info.example_shape, resolution.policy)
   chief = distribute.is_chief(strategy)
   # Only the chief owns the workdir; other workers write to temporary directories.
   lock = workdir_lock.WorkdirLock(config.workdir) if chief else contextlib.nullcontext()
   with lock:
-    return _train_locked(config, strategy, model, info, spec, chief)
+    return _train_locked(config, strategy, model, info, spec, chief, resolution)
 
 
-def _train_locked(config, strategy, model, info, spec, chief) -> TrainResult:
+def _train_locked(config, strategy, model, info, spec, chief, resolution) -> TrainResult:
   """The part of a run that may write: restore, train, checkpoint, export."""
   del strategy
   output = distribute.WriteDir(config.workdir, chief)
   checkpoint = make_checkpoint(model)
   # Every worker restores the chief's newest checkpoint that restores cleanly.
   checkpoint_dir = os.path.join(config.workdir, CHECKPOINT_DIR)
-  restored = restore_checkpoints(checkpoint, checkpoint_dir, config.workdir)
+  restored = restore_checkpoints(model, checkpoint_dir, config.workdir)
   if restored.skipped and output.chief:
     _drop_from_index(checkpoint_dir, restored.path)
   # Created after the index is repaired: the manager takes its latest checkpoint from it.
@@ -499,10 +573,16 @@ def _train_locked(config, strategy, model, info, spec, chief) -> TrainResult:
     skipped = (f" (newer {', '.join(os.path.basename(p) for p, _ in restored.skipped)}"
                " cannot be restored, see above)" if restored.skipped else "")
     print(f"Resumed from {restored.path} at step {start_step}{skipped}", flush=True)
+    previous = recorded_precision(config.workdir)
+    if previous and previous.get("policy") != resolution.policy:
+      print(f"Precision changed on resume: the run trained in {previous.get('policy')} "
+            f"({previous.get('hardware')}) and continues in {resolution.policy}; checkpoints "
+            "hold float32 weights, so training goes on from the same values", flush=True)
 
   if output.chief:
     _write_text_atomically(os.path.join(config.workdir, FLAGFILE), config.to_flagfile())
-    _write_text_atomically(os.path.join(config.workdir, RUN_SPEC), json.dumps(spec, indent=2))
+    _write_text_atomically(os.path.join(config.workdir, RUN_SPEC),
+                           json.dumps({**spec, PRECISION_KEY: resolution.to_json()}, indent=2))
 
   stopper = preemption.StopOnSignal()
   try:
@@ -512,7 +592,8 @@ def _train_locked(config, strategy, model, info, spec, chief) -> TrainResult:
       print(f"Run in {config.workdir} already finished at step {start_step} "
             f"(--train_steps={config.train_steps}); nothing to train.", flush=True)
     else:
-      last_logs = _fit(model, manager, config, info, start_step, output.path, stopper)
+      last_logs = _fit(model, manager, config, info, start_step, output.path, stopper,
+                       resolution)
   finally:
     output.cleanup()
 
@@ -527,7 +608,8 @@ def _train_locked(config, strategy, model, info, spec, chief) -> TrainResult:
   if config.export and output.chief:
     export_path = export.export_generator(
         model.sampling_generator, config.latent_dim, config.resolved_export_dir,
-        config.model_name, step, export_metadata(config, info.example_shape, step))
+        config.model_name, step,
+        export_metadata(config, info.example_shape, step, resolution.to_json()))
     print(f"Exported generator (step {step}) to {export_path}", flush=True)
   return TrainResult(step=step, finished_before=finished_before, export_path=export_path,
                      last_logs=last_logs)
@@ -569,8 +651,12 @@ def _callbacks(manager, config, info, output_dir, stopper, writer, images_per_st
   ]
 
 
-def _fit(model, manager, config, info, start_step, output_dir, stopper) -> dict:
+def _fit(model, manager, config, info, start_step, output_dir, stopper, resolution) -> dict:
   writer = tf.summary.create_file_writer(os.path.join(output_dir, SUMMARY_DIR))
+  with writer.as_default(step=start_step):
+    # TensorBoard's Text tab: what this (part of the) run computed in, and why.
+    tf.summary.text("precision", f"{resolution.describe()}; {resolution.hardware}")
+  writer.flush()
   show_bar = callbacks_lib.progress_bar_visible()
   if isinstance(model, maximum_likelihood.MixtureRun):
     return _fit_mixture(model, manager, config, info, output_dir, stopper, writer)
