@@ -99,6 +99,7 @@ def test_fallback_overwrites_every_value_a_failed_restore_wrote(runs, tmp_path):
   # ckpt-2's.
   written = train.make_checkpoint(model).write(str(tmp_path / "now" / "ckpt"))
   expected, got = checkpoint_values(_checkpoint(config, 2)), checkpoint_values(written)
+  del expected["save_counter/.ATTRIBUTES/VARIABLE_VALUE"]  # The manager's, not the model's.
   assert set(got) == set(expected)
   for name in expected:
     np.testing.assert_array_equal(got[name], expected[name], err_msg=name)

@@ -412,6 +412,19 @@ def restore_latest(model, checkpoint_dir, workdir) -> Optional[str]:
   return restore_checkpoints(model, checkpoint_dir, workdir).path
 
 
+def _continue_save_counter(checkpoint: tf.train.Checkpoint, path: str) -> None:
+  """Gives the manager's `checkpoint` the save counter of the checkpoint `path` it resumes.
+
+  `restore_checkpoint` restores the run's objects through checkpoints of their own, so the
+  counter of the one the manager saves would otherwise start again at 0, and a resumed run's
+  checkpoints would differ from an uninterrupted run's in it.
+  """
+  reader = tf.train.load_checkpoint(path)
+  key = "save_counter/.ATTRIBUTES/VARIABLE_VALUE"
+  if reader.has_tensor(key):
+    checkpoint.save_counter.assign(reader.get_tensor(key))
+
+
 def _drop_from_index(checkpoint_dir: str, restored: str) -> None:
   """Rewrites the CheckpointManager's index to end at `restored`.
 
@@ -562,6 +575,8 @@ def _train_locked(config, strategy, model, info, spec, chief, resolution) -> Tra
   # Every worker restores the chief's newest checkpoint that restores cleanly.
   checkpoint_dir = os.path.join(config.workdir, CHECKPOINT_DIR)
   restored = restore_checkpoints(model, checkpoint_dir, config.workdir)
+  if restored.path:
+    _continue_save_counter(checkpoint, restored.path)
   if restored.skipped and output.chief:
     _drop_from_index(checkpoint_dir, restored.path)
   # Created after the index is repaired: the manager takes its latest checkpoint from it.
