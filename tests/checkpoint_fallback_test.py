@@ -140,3 +140,18 @@ def test_no_checkpoint_restores_one_error_names_each_and_keeps_the_run(runs, tmp
   assert sorted(os.listdir(os.path.join(config.workdir, train.CHECKPOINT_DIR))) == files
   with pytest.raises(export.ExportError, match="cannot restore checkpoint .*ckpt-4: "):
     export.export_from_workdir(config.workdir)
+
+
+@pytest.mark.parametrize("size", [0, 20])
+def test_an_unreadable_checkpoint_index_is_one_error_not_a_fresh_start(runs, tmp_path, size):
+  _, stopped = runs
+  config = _copy(stopped, tmp_path / "run")
+  index = os.path.join(config.workdir, train.CHECKPOINT_DIR, "checkpoint")
+  with open(index, "r+b") as f:
+    f.truncate(size)  # Empty, or cut inside its first line.
+  with pytest.raises(train.ConfigError, match="cannot read the checkpoint index"):
+    train.train_and_export(config.with_updates(train_steps=6))
+  with pytest.raises(export.ExportError, match="cannot read the checkpoint index"):
+    export.export_from_workdir(config.workdir)
+  assert os.path.getsize(index) == size
+  assert not os.path.exists(_checkpoint(config, 6) + ".index")

@@ -335,7 +335,10 @@ def listed_checkpoints(checkpoint_dir: str) -> list:
     ConfigError: the index file exists but cannot be read (resuming from step 0 would
       overwrite the run).
   """
-  state = tf.train.get_checkpoint_state(checkpoint_dir)
+  try:
+    state = tf.train.get_checkpoint_state(checkpoint_dir)
+  except ValueError:  # An index without a newest checkpoint (an empty file, say).
+    state = None
   if state is None:
     index = os.path.join(checkpoint_dir, "checkpoint")
     if os.path.exists(index):
