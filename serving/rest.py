@@ -266,6 +266,8 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
   def _reply(self, status: int, payload, close: bool = False) -> None:
     if close:
       self.close_connection = True
+    if self.request_version == "HTTP/0.9":
+      self.request_version = "HTTP/1.0"  # Answer with a status line and headers all the same.
     try:
       body = json.dumps(payload).encode("utf-8")
       self.connection.settimeout(self.body_timeout)  # A client that does not read.

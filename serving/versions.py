@@ -317,25 +317,30 @@ class ModelManager:
       candidates = [v for v in sorted(dirs, reverse=True)
                     if (current is not None and v == current.version) or
                     self._eligible(v, os.path.join(self.base_path, dirs[v]), now)]
-      if not candidates or (current is not None and current.version == candidates[0]):
-        return
-      version = candidates[0]
-      path = os.path.join(self.base_path, dirs[version])
-      before = dir_signature(path)
-      try:
-        servable = Servable(self.model_name, version, path, self.max_rows, self.chunk_rows)
-        warmed = servable.warmup()
-      except Exception as error:  # pylint: disable=broad-except
-        self._record_failure(version, str(error), before)
-        _LOG.error("cannot load %s version %d from %s: %s", self.model_name, version, path,
-                   error)
-        return
-      self._failed.pop(version, None)
-      with self._lock:
-        old, self._current = self._current, servable
-      # The old version goes when its last running request drops its reference.
-      _LOG.warning("serving %s version %d (%d warmup requests)%s", self.model_name, version,
-                   warmed, f"; unloaded version {old.version}" if old else "")
+      for version in candidates:
+        if current is not None and current.version == version:
+          return
+        if self._load(version, os.path.join(self.base_path, dirs[version])):
+          return
+
+  def _load(self, version: int, path: str) -> bool:
+    """Loads, warms up and switches in one version; False (recorded) if it fails."""
+    before = dir_signature(path)
+    try:
+      servable = Servable(self.model_name, version, path, self.max_rows, self.chunk_rows)
+      warmed = servable.warmup()
+    except Exception as error:  # pylint: disable=broad-except
+      self._record_failure(version, str(error), before)
+      _LOG.error("cannot load %s version %d from %s: %s", self.model_name, version, path,
+                 error)
+      return False
+    self._failed.pop(version, None)
+    with self._lock:
+      old, self._current = self._current, servable
+    # The old version goes when its last running request drops its reference.
+    _LOG.warning("serving %s version %d (%d warmup requests)%s", self.model_name, version,
+                 warmed, f"; unloaded version {old.version}" if old else "")
+    return True
 
   def _record_failure(self, version: int, message: str, signature: tuple) -> None:
     failure = self._failed.get(version)
