@@ -27,6 +27,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import server as server_lib
+from serving import soak
 from serving import tls
 from serving import versions
 from tfgan_app import export
@@ -388,3 +389,14 @@ def _grpc_error_or_ok(served):
     served.stub.Predict(_good_request(), timeout=30)
   except grpc.RpcError:
     pass
+
+
+def test_benchmark_soak_reports_no_unexpected_outcome(exported):
+  report = soak.soak(os.path.dirname(exported), seconds=3, num_clients=2)
+  assert report["requests"] > 0
+  assert report["failures"] == 0, report["unexpected"]
+  assert report["p99_ms"] >= report["p50_ms"] > 0
+  if report["server_rss_growth_mb"] is not None:
+    assert report["server_rss_growth_mb"] < 100
+  assert report["server_exit_status"] == 0
+  assert "failures" in soak.describe(report)
