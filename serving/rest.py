@@ -153,6 +153,7 @@ class _DeadlineReader:
     self._deadline = time.monotonic()
     self.received = 0
     self.closed = False
+    self.unread = False
 
   def start(self, seconds: float) -> None:
     self._deadline = time.monotonic() + seconds
@@ -219,7 +220,8 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
     self.wfile = socketserver._SocketWriter(self.connection)  # pylint: disable=protected-access
 
   def finish(self):
-    pass
+    if self.close_connection and self.rfile.unread:
+      _linger(self.connection)
 
   def handle(self):
     self.close_connection = True
@@ -319,6 +321,7 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
 
   def _read_body(self):
     """The body by a strict Content-Length; None once an error has been answered."""
+    self.rfile.unread = True  # Until the body is read: an error answer lingers (finish).
     if self.headers.get("Transfer-Encoding"):
       self._reply(411, {"error": "Transfer-Encoding is not supported; send Content-Length"},
                   close=True)
@@ -338,6 +341,7 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
       return None
     self.rfile.start(self.body_timeout)
     body = self.rfile.read(length)
+    self.rfile.unread = False
     if len(body) < length:
       self.close_connection = True  # The client closed: nobody to answer.
       return None
@@ -466,6 +470,27 @@ class RestServer(socketserver.TCPServer):
       if not left or time.monotonic() >= deadline:
         return
       time.sleep(0.05)
+
+
+def _linger(sock, seconds: float = 2.0, max_bytes: int = 8 << 20) -> None:
+  """Closes after an early answer without resetting it away: stop sending, then read and drop
+  what the client still sends (bounded in time and bytes), so that a client that writes its
+  whole body before reading still gets the answer (a lingering close, as httpd does)."""
+  try:
+    sock.shutdown(socket.SHUT_WR)
+    end = time.monotonic() + seconds
+    dropped = 0
+    while dropped < max_bytes:
+      remaining = end - time.monotonic()
+      if remaining <= 0:
+        break
+      sock.settimeout(remaining)
+      data = sock.recv(65536)
+      if not data:
+        break
+      dropped += len(data)
+  except OSError:
+    pass
 
 
 def _refuse(sock, status: int, message: str) -> None:
