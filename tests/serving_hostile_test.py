@@ -280,7 +280,7 @@ def test_stalled_rest_clients_do_not_stall_others(served):
 
 def test_deadline_exceeded_abandons_the_work(exported):
   server = server_lib.ModelServer("dcgan", os.path.dirname(exported), port=0,
-                                  rest_api_port=-1, max_workers=1, request_timeout_ms=1,
+                                  rest_api_port=0, max_workers=1, request_timeout_ms=1,
                                   chunk_rows=1).start()
   try:
     with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -289,7 +289,26 @@ def test_deadline_exceeded_abandons_the_work(exported):
       error = _grpc_error(stub, request)
       assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED, error.details()
       assert "abandoned" in error.details()
+    body = json.dumps({"instances": [[0.0] * 8] * 16}).encode()
+    status, reply = _raw_http(server.rest_api_port, _post(PREDICT, body))
+    assert status == 504 and "Deadline exceeded" in reply["error"], reply
   finally:
+    server.stop(1)
+
+
+def test_rest_connections_beyond_the_cap_get_503(exported):
+  server = server_lib.ModelServer("dcgan", os.path.dirname(exported), port=0,
+                                  rest_api_port=0, max_workers=1,
+                                  max_rest_connections=2).start()
+  held = [socket.create_connection(("127.0.0.1", server.rest_api_port), timeout=60)
+          for _ in range(2)]
+  try:
+    time.sleep(0.5)  # Both accepted (a bounded wait; the answer below does not depend on it).
+    status, reply = _raw_http(server.rest_api_port, b"GET /v1/models/dcgan HTTP/1.1\r\n\r\n")
+    assert status == 503 and "too many connections" in reply["error"]
+  finally:
+    for sock in held:
+      sock.close()
     server.stop(1)
 
 
