@@ -185,10 +185,13 @@ class _DeadlineReader:
     del self._buffer[:size]
     return line
 
-  def read(self, size: int) -> bytes:
+  def read(self, size: int) -> bytearray:
     while len(self._buffer) < size and self._fill():
       pass
-    data = bytes(self._buffer[:size])
+    if len(self._buffer) <= size:  # The usual case: no copy of a large body.
+      data, self._buffer = self._buffer, bytearray()
+      return data
+    data = self._buffer[:size]
     del self._buffer[:size]
     return data
 
