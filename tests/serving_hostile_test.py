@@ -271,8 +271,13 @@ def test_stalled_rest_clients_do_not_stall_others(served):
     assert served.stub.Predict(_good_request(), timeout=60).outputs[export.IMAGES]
     # Each stalled client gets 408 once the body timeout passes, then its connection closes.
     stalled[0].settimeout(BODY_TIMEOUT_SECONDS + 60)
-    answer = stalled[0].recv(65536)
-    assert b" 408 " in answer.split(b"\r\n")[0] and b'"error"' in answer
+    answer = b""
+    while True:  # The answer comes in pieces; the server then stops sending (EOF).
+      chunk = stalled[0].recv(65536)
+      if not chunk:
+        break
+      answer += chunk
+    assert b" 408 " in answer.split(b"\r\n")[0] and b'"error"' in answer, answer
   finally:
     for sock in stalled:
       sock.close()
