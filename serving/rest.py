@@ -40,6 +40,7 @@ _LOG = logging.getLogger("serving.server")
 _PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]{1,18}))?"
                    r"(?P<rest>/metadata|:predict)?/?$")
 _DIGITS = re.compile(r"[0-9]{1,19}")
+_BODY_PIECE = 1 << 20
 _STATUS_TEXT = {400: "Bad Request", 404: "Not Found", 408: "Request Timeout",
                 411: "Length Required", 413: "Payload Too Large", 429: "Too Many Requests",
                 431: "Request Header Fields Too Large", 500: "Internal Server Error",
@@ -344,14 +345,31 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
                                  f"{self.max_body_bytes} (--max_message_bytes)"}, close=True)
       return None
     self.rfile.start(self.body_timeout)
-    body = self.rfile.read(length)
+    body = bytearray()
+    while len(body) < length:
+      # Memory is reserved a piece at a time, so that a stalled client holds little of it.
+      size = min(_BODY_PIECE, length - len(body))
+      if not self.server.reserve_body(size):
+        self._reply(503, {"error": "too much request data in flight; retry later"},
+                    close=True)
+        return None
+      self.reserved += size
+      piece = self.rfile.read(size)
+      if len(piece) < size:
+        self.close_connection = True  # The client closed: nobody to answer.
+        return None
+      body += piece
     self.rfile.unread = False
-    if len(body) < length:
-      self.close_connection = True  # The client closed: nobody to answer.
-      return None
     return body
 
   def do_POST(self):  # pylint: disable=invalid-name
+    self.reserved = 0
+    try:
+      self._post()
+    finally:
+      self.server.release_body(self.reserved)
+
+  def _post(self) -> None:
     raw = self._read_body()
     if raw is None:
       return
@@ -415,13 +433,28 @@ class RestServer(socketserver.TCPServer):
   allow_reuse_address = True
   daemon_threads = True
 
-  def __init__(self, address, handler, max_connections: int, ssl_context=None):
+  def __init__(self, address, handler, max_connections: int, ssl_context=None,
+               max_body_bytes_in_flight: int = 0):
     self._slots = threading.BoundedSemaphore(max_connections)
+    self._body_budget = max_body_bytes_in_flight  # 0: no limit beyond the connections.
+    self._body_bytes = 0
     self._ssl_context = ssl_context
     self._connections = {}  # socket -> busy (reading or answering a request)
     self._lock = threading.Lock()
     self.stopping = threading.Event()
     super().__init__(address, handler)
+
+  def reserve_body(self, size: int) -> bool:
+    """Takes `size` bytes of the body budget; False (take nothing) if it would overflow."""
+    with self._lock:
+      if self._body_budget and self._body_bytes + size > self._body_budget:
+        return False
+      self._body_bytes += size
+      return True
+
+  def release_body(self, size: int) -> None:
+    with self._lock:
+      self._body_bytes -= size
 
   def set_busy(self, sock, busy: bool) -> None:
     with self._lock:

@@ -189,8 +189,10 @@ class ModelServer:
           "request_timeout_ms": self.request_timeout_ms,
           "work_slots": threading.BoundedSemaphore(self.max_workers)})
       context = self.ssl_config.ssl_context() if self.ssl_config is not None else None
+      # Bodies buffered at once: as many as can run, plus as many again waiting.
       self._http = rest.RestServer((self.host, self.rest_api_port), handler,
-                                   self.max_rest_connections, context)
+                                   self.max_rest_connections, context,
+                                   2 * self.max_workers * self.max_message_bytes)
       self.rest_api_port = self._http.server_address[1]
       self._http_thread = threading.Thread(target=self._http.serve_forever, args=(0.1,),
                                            name="rest-acceptor", daemon=True)
