@@ -317,6 +317,30 @@ def test_rest_connections_beyond_the_cap_get_503(exported):
     server.stop(1)
 
 
+def test_rest_body_bytes_in_flight_are_bounded(exported):
+  # Budget 2 x max_workers x max_message_bytes = 8 KiB: two stalled 4 KiB bodies fill it.
+  server = server_lib.ModelServer("dcgan", os.path.dirname(exported), port=0,
+                                  rest_api_port=0, max_workers=1, max_message_bytes=4096,
+                                  rest_body_timeout_seconds=60).start()
+  held = []
+  try:
+    for _ in range(2):
+      sock = socket.create_connection(("127.0.0.1", server.rest_api_port), timeout=60)
+      sock.sendall(_post(PREDICT, b"x" * 100, "Content-Length: 4096\r\n"))
+      held.append(sock)
+    deadline = time.monotonic() + 60
+    while True:  # Until both stalled bodies hold their share (bounded wait).
+      status, reply = _raw_http(server.rest_api_port, _post(PREDICT, b"{}"))
+      if status == 503 or time.monotonic() > deadline:
+        break
+      time.sleep(0.1)
+    assert status == 503 and "in flight" in reply["error"], reply
+  finally:
+    for sock in held:
+      sock.close()
+    server.stop(1)
+
+
 def test_versions_named_as_tf_serving_names_them(exported, tmp_path):
   base = tmp_path / "dcgan"
   base.mkdir()
