@@ -41,12 +41,17 @@ def rss_bytes(pid: int) -> Optional[int]:
   return None
 
 
-def start_server(model_base_path: str, *flags: str, timeout: float = 180):
-  """Starts `python -m serving.server` on free loopback ports; (process, grpc, rest port)."""
+def start_server(model_base_path: str, *flags: str, max_rows: int = MAX_ROWS,
+                 timeout: float = 180):
+  """Starts `python -m serving.server` on free loopback ports; (process, grpc, rest port).
+
+  Raises:
+    RuntimeError: it did not say it was serving within `timeout` seconds.
+  """
   process = subprocess.Popen(
       [sys.executable, "-m", "serving.server", "--model_name=dcgan", "--host=127.0.0.1",
        f"--model_base_path={model_base_path}", "--port=0", "--rest_api_port=0",
-       f"--max_samples_per_request={MAX_ROWS}", *flags],
+       f"--max_samples_per_request={max_rows}", *flags],
       cwd=_REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
   deadline = time.monotonic() + timeout

@@ -6,7 +6,6 @@ bounded and no timing bound is tighter than a generous multiple of what it needs
 
 import json
 import os
-import select
 import shutil
 import signal
 import socket
@@ -33,7 +32,6 @@ from serving import versions
 from tfgan_app import export
 from tfgan_app import models
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_ROWS = 8  # --max_samples_per_request of the module's server (the graph allows 16).
 GRACE_SECONDS = 2
 BODY_TIMEOUT_SECONDS = 2
@@ -48,40 +46,15 @@ def exported(tmp_path_factory):
                                  max_samples_per_request=16)
 
 
-def _rss_bytes(pid: int) -> int:
-  with open(f"/proc/{pid}/status") as f:
-    for line in f:
-      if line.startswith("VmRSS:"):
-        return int(line.split()[1]) * 1024
-  raise AssertionError("no VmRSS")
-
-
 class _Server:
   """`python -m serving.server` in a subprocess, with its ports."""
 
   def __init__(self, model_base_path: str, *flags):
-    self.process = subprocess.Popen(
-        [sys.executable, "-m", "serving.server", "--model_name=dcgan",
-         f"--model_base_path={model_base_path}", "--port=0", "--rest_api_port=0",
-         "--max_workers=2", f"--max_samples_per_request={MAX_ROWS}",
-         f"--grace_seconds={GRACE_SECONDS}", "--rest_header_timeout_seconds=5",
-         f"--rest_body_timeout_seconds={BODY_TIMEOUT_SECONDS}", "--max_rest_connections=32",
-         *flags],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    deadline = time.monotonic() + 180
-    line = ""
-    while "Serving model" not in line:
-      remaining = deadline - time.monotonic()
-      if remaining <= 0 or self.process.poll() is not None:
-        self.process.kill()
-        raise AssertionError(f"server did not start: {line!r}")
-      ready, _, _ = select.select([self.process.stdout], [], [], remaining)
-      if ready:
-        line = self.process.stdout.readline()
-    # "... gRPC on 127.0.0.1:PORT, REST on 127.0.0.1:PORT"
-    self.port = int(line.split("gRPC on ")[1].split(",")[0].rsplit(":", 1)[1])
-    self.rest_port = int(line.split("REST on ")[1].split()[0].rsplit(":", 1)[1])
+    self.process, self.port, self.rest_port = soak.start_server(
+        model_base_path, "--max_workers=2", f"--grace_seconds={GRACE_SECONDS}",
+        "--rest_header_timeout_seconds=5",
+        f"--rest_body_timeout_seconds={BODY_TIMEOUT_SECONDS}", "--max_rest_connections=32",
+        *flags, max_rows=MAX_ROWS)
     self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
     self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
 
@@ -148,7 +121,7 @@ PREDICT = "/v1/models/dcgan:predict"
 
 
 def test_huge_declared_shapes_are_refused_before_any_tensor_is_built(served):
-  rss_before = _rss_bytes(served.process.pid)
+  rss_before = soak.rss_bytes(served.process.pid)
   # The 59-byte request: one float declared as [1000000, 100] (then [1000000, 8]).
   for shape in ([1000000, 100], [1000000, 8]):
     proto = tensor_pb2.TensorProto(dtype=tf.float32.as_datatype_enum, float_val=[0.5])
@@ -177,7 +150,7 @@ def test_huge_declared_shapes_are_refused_before_any_tensor_is_built(served):
   assert status == 400 and "at most 8 rows" in reply["error"]
   status, reply = _raw_http(served.rest_port, _post(PREDICT, b"[" * 100000 + b"]" * 100000))
   assert status == 400 and reply["error"]
-  growth = _rss_bytes(served.process.pid) - rss_before
+  growth = soak.rss_bytes(served.process.pid) - rss_before
   assert growth < 100 << 20, f"server memory grew by {growth >> 20} MB"
   assert served.stub.Predict(_good_request(), timeout=60).outputs[export.IMAGES]
 
