@@ -267,6 +267,6 @@ def test_message_size_is_bounded(exported):
       assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     status, reply = _http(server, "POST", "/v1/models/dcgan:predict",
                           {"instances": [[0.0] * 8] * 100})
-    assert status == 429 and "exceeds the limit" in reply["error"]
+    assert status == 413 and "exceeds the limit" in reply["error"]  # Payload Too Large.
   finally:
     server.stop(1)
