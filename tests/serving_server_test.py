@@ -139,8 +139,9 @@ def test_grpc_metadata_and_status(running):
      grpc.StatusCode.INVALID_ARGUMENT, "shape"),
     (lambda: _sample_request(num_samples=0), grpc.StatusCode.INVALID_ARGUMENT,
      "num_samples must be from 1 to 16"),
+    # Refused by the server before the graph runs: the export declares its limit.
     (lambda: _sample_request(num_samples=17), grpc.StatusCode.INVALID_ARGUMENT,
-     "num_samples must be from 1 to 16"),
+     "num_samples is 17; at most 16 per request"),
 ])
 def test_malformed_requests_get_tf_serving_codes_and_the_server_keeps_serving(
     running, request_fn, code, message):
