@@ -12,8 +12,21 @@ In-process clients call the loaded SavedModel's `sample` signature directly.
 
 For each request size (16, 256 images) and number of concurrent clients (1, 8) it prints p50 and
 p99 latency in ms and images/s, and the gRPC images/s as a fraction of in-process.
+
+  python -m serving.benchmark --soak [--soak_seconds=60] [--soak_clients=4]
+  # a soak: mixed good and hostile traffic against a server it starts on 127.0.0.1
+
+`--soak` starts `python -m serving.server` (gRPC and REST on free loopback ports, a
+`--max_samples_per_request` of 16) and drives it from `--soak_clients` threads for
+`--soak_seconds`: good gRPC and REST requests among malformed ones (a 59-byte request declaring
+[1000000, latent_dim], too many rows, an unknown signature, bad Content-Length, an int32
+overflow, 10,000-deep JSON, a client that sends half a body and leaves). It prints the number of
+requests, failures (any outcome other than the expected one: 200/OK for good requests, the
+promised 4xx/status code for bad ones), p50/p99 latency and the server's resident memory
+(VmRSS) at the start and end, then one JSON line with the same numbers.
 """
 
+import json
 import os
 import socket
 import subprocess
@@ -28,6 +41,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import client_lib
+from serving import soak as soak_lib
 from tfgan_app.exporting import saved_model as export
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -131,6 +145,12 @@ def main(argv) -> int:
                        lower_bound=2, flag_values=values)
   flags.DEFINE_list("sizes", ["16", "256"], "Images per request.", flag_values=values)
   flags.DEFINE_list("clients", ["1", "8"], "Concurrent clients.", flag_values=values)
+  flags.DEFINE_bool("soak", False, "Run the soak (mixed good and bad traffic) instead.",
+                    flag_values=values)
+  flags.DEFINE_float("soak_seconds", 60.0, "How long the soak drives traffic.",
+                     lower_bound=0.1, upper_bound=24 * 3600, flag_values=values)
+  flags.DEFINE_integer("soak_clients", 4, "Concurrent soak clients.", lower_bound=1,
+                       upper_bound=64, flag_values=values)
   try:
     values(argv)
   except flags.Error as error:
@@ -138,6 +158,11 @@ def main(argv) -> int:
     return 2
   with tempfile.TemporaryDirectory() as scratch:
     base = values.model_base_path or _default_export(scratch)
+    if values.soak:
+      report = soak_lib.soak(base, values.soak_seconds, values.soak_clients)
+      print(soak_lib.describe(report))
+      print(json.dumps(report), flush=True)
+      return 0 if report["failures"] == 0 else 1
     rows = benchmark(base, [int(s) for s in values.sizes], [int(c) for c in values.clients],
                      values.requests)
   print(f"{'images':>6} {'clients':>7} {'mode':>10} {'p50 ms':>8} {'p99 ms':>8} "

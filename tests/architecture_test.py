@@ -22,9 +22,6 @@ from typing import Dict, List, Set
 from conftest import REPO_ROOT
 
 MAX_LINES = 400
-# serving/server.py is being split into serving/*.py modules by concern (another branch); until
-# that lands it is exempt from the size limit, and only from that.
-SIZE_EXEMPT = {"serving.server"}
 # The one serving module allowed to reach Keras: the serving benchmark exports a model first.
 SERVING_KERAS_EXEMPT = {"serving.benchmark"}
 _ROOTS = ("tfgan_app", "serving")
@@ -205,7 +202,7 @@ def test_no_module_over_the_size_limit():
   for module, path in _MODULES.items():
     with open(path) as f:
       lines = len(f.read().splitlines())
-    if lines > MAX_LINES and module not in SIZE_EXEMPT:
+    if lines > MAX_LINES:
       too_long.append(f"{os.path.relpath(path, REPO_ROOT)}: {lines}")
   assert not too_long, f"modules over {MAX_LINES} lines (split them by concern): {too_long}"
 

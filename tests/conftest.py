@@ -39,6 +39,14 @@ def tiny_config(workdir, data_dir, **overrides) -> config_lib.TrainConfig:
   return config_lib.TrainConfig(**values)
 
 
+def checkpoint_values(path) -> dict:
+  """Every value a checkpoint holds, by name (the object graph left out): for exact compares."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  reader = tf.train.load_checkpoint(str(path))
+  return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(str(path))
+          if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")}
+
+
 def values_and_gradients(layer, inputs):
   """[outputs, d loss/d inputs, d loss/d each trainable weight] for loss = sum(outputs^2)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel

@@ -1,11 +1,14 @@
 """The exported SavedModel: TF Serving's restore path, exact round trip, refusal of NaNs."""
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -40,7 +43,8 @@ def test_layout_metadata_and_exact_round_trip(tmp_path, generator):
                                  {"latent_dim": 8, "step": 120})
   assert path == os.path.join(str(tmp_path), "dcgan", "120")
   assert sorted(os.listdir(tmp_path / "dcgan")) == ["120"]  # No staging directory left.
-  assert export.read_metadata(path) == {"latent_dim": 8, "step": 120}
+  assert export.read_metadata(path) == {"latent_dim": 8, "step": 120,
+                                        export.MAX_SAMPLES_PER_REQUEST: 256}
   latents = tf.random.stateless_normal([5, 8], seed=[4, 2])
   loaded = tf.saved_model.load(path).signatures[export.SERVING_SIGNATURE]
   assert set(loaded.structured_outputs) == {export.IMAGES}
@@ -84,7 +88,61 @@ def test_nan_generator_is_refused_and_nothing_is_written(tmp_path):
 def test_existing_version_is_never_overwritten(tmp_path, generator):
   path = export.export_generator(generator, 8, str(tmp_path), "dcgan", 7, {"first": True})
   export.export_generator(generator, 8, str(tmp_path), "dcgan", 7, {"first": False})
-  assert export.read_metadata(path) == {"first": True}
+  assert export.read_metadata(path)["first"] is True
+
+
+def test_export_is_readable_by_other_users_whatever_the_umask(tmp_path, generator):
+  previous = os.umask(0o077)
+  try:
+    path = export.export_generator(generator, 8, str(tmp_path / "base"), "dcgan", 9, {})
+  finally:
+    os.umask(previous)
+  modes = {}
+  for root, dirs, files in os.walk(tmp_path / "base"):
+    for name in dirs + files:
+      modes[os.path.relpath(os.path.join(root, name), tmp_path)] = stat.S_IMODE(
+          os.stat(os.path.join(root, name)).st_mode)
+  assert modes["base/dcgan"] == modes["base/dcgan/9"] == 0o755
+  assert modes["base/dcgan/9/saved_model.pb"] == 0o644
+  assert os.path.join("base", "dcgan", "9", export.EXTRA_DIR, export.METADATA_FILE) in modes
+  for name, mode in modes.items():
+    is_dir = os.path.isdir(tmp_path / name)
+    assert mode == (0o755 if is_dir else 0o644), f"{name}: {oct(mode)}"
+  assert path.endswith("9")
+
+
+def _staging(model_dir, name, age_seconds):
+  path = model_dir / name
+  (path / "variables").mkdir(parents=True)
+  (path / "saved_model.pb").write_bytes(b"half")
+  then = time.time() - age_seconds
+  os.utime(path, (then, then))
+  return path
+
+
+def test_next_export_removes_only_stale_unlocked_staging_directories(tmp_path, generator):
+  model_dir = tmp_path / "dcgan"
+  old = export.STALE_STAGING_SECONDS + 600
+  killed = _staging(model_dir, f"{export.STAGING_PREFIX}3-abcd1234", old)
+  legacy = _staging(model_dir, ".tmp-2-k2j_x9q0", old)  # Named by earlier versions.
+  young = _staging(model_dir, f"{export.STAGING_PREFIX}4-young123", 0)  # Being created.
+  running = _staging(model_dir, f"{export.STAGING_PREFIX}5-running1", old)
+  foreign = _staging(model_dir, ".tmp-someone-else", old)  # Not ours.
+  # Another exporter is still writing `running`: it holds its lock (flock locks conflict
+  # between open files, in one process as between two).
+  fd = os.open(running, os.O_RDONLY)
+  fcntl.flock(fd, fcntl.LOCK_EX)
+  try:
+    path = export.export_generator(generator, 8, str(tmp_path), "dcgan", 6, {})
+  finally:
+    os.close(fd)
+  assert not killed.exists() and not legacy.exists()
+  assert young.exists() and running.exists() and foreign.exists()
+  assert sorted(os.listdir(model_dir)) == sorted(
+      ["6", young.name, running.name, foreign.name])
+  assert os.path.exists(os.path.join(path, "saved_model.pb"))
+  # Once its exporter died (lock released), the next export removes it too.
+  assert export.remove_stale_staging(str(model_dir)) == [str(running)]
 
 
 # --- The serving signatures: sample, sample_seeds, interpolate; warmup; export from a workdir.
@@ -140,6 +198,8 @@ def test_interpolate_starts_and_ends_at_the_seeds_latents(exported, generator):
     (export.SAMPLE_SEEDS_SIGNATURE, {export.SEEDS: list(range(17))}),
     (export.SAMPLE_SEEDS_SIGNATURE, {export.SEEDS: []}),
     (export.INTERPOLATE_SIGNATURE, {export.SEED_A: 1, export.SEED_B: 2, export.NUM_STEPS: 1}),
+    (export.SERVING_SIGNATURE, {export.LATENTS: np.zeros([17, 8], np.float32)}),
+    (export.SERVING_SIGNATURE, {export.LATENTS: np.zeros([0, 8], np.float32)}),
 ])
 def test_out_of_range_requests_fail_in_graph(exported, signature, inputs):
   function = _signature(exported, signature)
@@ -147,6 +207,24 @@ def test_out_of_range_requests_fail_in_graph(exported, signature, inputs):
              for name, value in inputs.items()}
   with pytest.raises(tf.errors.InvalidArgumentError, match="must be from"):
     function(**tensors)
+
+
+def test_metadata_records_the_limit_the_graph_enforces(exported):
+  assert export.read_metadata(exported) == {"step": 3, export.MAX_SAMPLES_PER_REQUEST: 16}
+  latents = tf.zeros([16, 8])  # The limit itself is accepted.
+  served = _signature(exported, export.SERVING_SIGNATURE)(**{export.LATENTS: latents})
+  assert served[export.IMAGES].shape == (16, 28, 28, 1)
+
+
+def test_evaluation_splits_large_batches_at_the_exports_limit(exported, generator):
+  from tfgan_app import evaluate  # pylint: disable=import-outside-toplevel
+  assert export.request_limit(exported) == 16
+  loaded = evaluate.load_saved_model_generator(exported)
+  latents = tf.random.stateless_normal([40, 8], seed=[5, 5])  # Batches of 16, 16 and 8.
+  images = loaded.generate_fn(latents).numpy()
+  expected = export.to_uint8(generator(latents, training=False)).numpy()
+  assert images.shape == (40, 28, 28, 1)
+  assert_images_match(images, expected)  # Computed in batches of 16 and 8, not 40.
 
 
 def test_every_signature_runs_under_saved_model_cli(exported, tmp_path):
@@ -303,6 +381,13 @@ def test_every_signature_runs_under_the_cpp_loader_tf_serving_calls(exported, ge
   code, lines = run("sample", "num_samples=int32:17", "seed=int64:7")
   assert code == 3 and lines["RUN"].startswith("INVALID_ARGUMENT: assertion failed: "
                                                "[num_samples must be from 1 to 16]"), lines
+  # TF Serving itself refuses an oversize batch of latents or seeds.
+  for arguments, what in ((["serving_default", "latents=float32zeros:17,8"], "latents"),
+                          (["sample_seeds", "seeds=int64s:" + ",".join(map(str, range(17)))],
+                           "seeds")):
+    code, lines = run(*arguments)
+    assert code == 3 and lines["RUN"].startswith(
+        f"INVALID_ARGUMENT: assertion failed: [the number of {what} must be from 1 to 16]"), lines
 
 
 # --- Point generators (toy distributions): the same signatures with a `samples` output.

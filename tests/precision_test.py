@@ -87,7 +87,8 @@ def test_reads_model_and_flags_from_cpuinfo(tmp_path):
                      "processor\t: 1\nmodel name\t: AMD EPYC 7B12\nflags\t\t: fma avx2\n")
   model, flags = precision._read_cpuinfo(str(cpuinfo))  # pylint: disable=protected-access
   assert model == "AMD EPYC 7B12" and flags == {"fma", "avx2"}
-  assert precision._read_cpuinfo(str(tmp_path / "missing")) == ("", frozenset())  # pylint: disable=protected-access
+  missing = precision._read_cpuinfo(str(tmp_path / "missing"))  # pylint: disable=protected-access
+  assert missing == ("", frozenset())
 
 
 def test_float16_is_compared_only_on_gpus():

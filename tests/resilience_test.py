@@ -185,3 +185,20 @@ def test_second_concurrent_run_refuses_and_a_dead_run_leaves_no_lock(tmp_path):
   # The killed run's lock died with it.
   third = _run(workdir, "--train_steps=2", "--noexport")
   assert third.returncode == 0, third.stderr[-2000:]
+
+
+def test_truncated_newest_checkpoint_the_resumed_command_falls_back(tmp_path):
+  workdir = tmp_path / "run"
+  first = _run(workdir, "--train_steps=4", "--checkpoint_every=2", "--noexport")
+  assert first.returncode == 0, first.stderr[-2000:]
+  data = workdir / "checkpoints" / "ckpt-4.data-00000-of-00001"
+  with open(data, "r+b") as f:
+    f.truncate(os.path.getsize(data) // 2)
+  # (tfgan_app.export's main: tests/checkpoint_fallback_test.py.)
+  resumed = _run(workdir, "--train_steps=6", "--checkpoint_every=2", "--noexport")
+  assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr[-3000:]
+  skipped = [line for line in resumed.stderr.splitlines() if line.startswith("Skipped")]
+  assert len(skipped) == 1 and "ckpt-4" in skipped[0], resumed.stderr[-3000:]
+  assert f"Resumed from {workdir}/checkpoints/ckpt-2 at step 2" in resumed.stdout
+  path, values = _weights(workdir)
+  assert path.endswith("ckpt-6") and int(values["step/.ATTRIBUTES/VARIABLE_VALUE"]) == 6

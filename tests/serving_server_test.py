@@ -22,6 +22,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from serving import server as server_lib
 from tfgan_app.exporting import saved_model as export
 from tfgan_app.models import registry as models
+from conftest import assert_images_match
 
 
 def _generator(seed):
@@ -78,7 +79,7 @@ def test_grpc_predict_sample_matches_the_generator(running, generator):
   assert response.model_spec.name == "dcgan" and response.model_spec.version.value == 1
   assert response.model_spec.signature_name == export.SAMPLE_SIGNATURE
   images = tf.make_ndarray(response.outputs[export.IMAGES])
-  np.testing.assert_array_equal(images, _expected_images(generator, [5, 6, 7]))
+  assert_images_match(images, _expected_images(generator, [5, 6, 7]))
   pngs = tf.make_ndarray(response.outputs[export.PNG_BYTES])
   np.testing.assert_array_equal(tf.io.decode_png(pngs[1]).numpy(), images[1])
   # output_filter narrows the outputs.
@@ -91,12 +92,12 @@ def test_grpc_default_signature_and_seeds(running, generator):
   _, stub, _ = running
   latents = tf.random.stateless_normal([2, 8], seed=[9, 9]).numpy()
   response = stub.Predict(_request("", latents=latents), timeout=30)
-  np.testing.assert_array_equal(tf.make_ndarray(response.outputs[export.IMAGES]),
-                                export.to_uint8(generator(latents, training=False)).numpy())
+  assert_images_match(tf.make_ndarray(response.outputs[export.IMAGES]),
+                      export.to_uint8(generator(latents, training=False)).numpy())
   response = stub.Predict(_request(export.SAMPLE_SEEDS_SIGNATURE,
                                    seeds=np.array([11, 3], np.int64)), timeout=30)
-  np.testing.assert_array_equal(tf.make_ndarray(response.outputs[export.IMAGES]),
-                                _expected_images(generator, [11, 3]))
+  assert_images_match(tf.make_ndarray(response.outputs[export.IMAGES]),
+                      _expected_images(generator, [11, 3]))
 
 
 def test_grpc_metadata_and_status(running):
@@ -138,8 +139,9 @@ def test_grpc_metadata_and_status(running):
      grpc.StatusCode.INVALID_ARGUMENT, "shape"),
     (lambda: _sample_request(num_samples=0), grpc.StatusCode.INVALID_ARGUMENT,
      "num_samples must be from 1 to 16"),
+    # Refused by the server before the graph runs: the export declares its limit.
     (lambda: _sample_request(num_samples=17), grpc.StatusCode.INVALID_ARGUMENT,
-     "num_samples must be from 1 to 16"),
+     "num_samples is 17; at most 16 per request"),
 ])
 def test_malformed_requests_get_tf_serving_codes_and_the_server_keeps_serving(
     running, request_fn, code, message):
@@ -168,16 +170,16 @@ def test_rest_predict_status_and_metadata(running, generator):
                        {"signature_name": "sample", "inputs": {"num_samples": 2, "seed": 5}})
   assert status == 200, body
   expected = _expected_images(generator, [5, 6])
-  np.testing.assert_array_equal(np.array(body["outputs"]["images"], np.uint8), expected)
+  images = np.array(body["outputs"]["images"], np.uint8)
+  assert_images_match(images, expected)
   png = base64.b64decode(body["outputs"]["png_bytes"][1]["b64"])
-  np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), expected[1])
+  np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), images[1])
 
   status, body = _http(server, "POST", "/v1/models/dcgan/versions/1:predict",
                        {"signature_name": "sample_seeds", "instances": [6, 5]})
   assert status == 200, body
   assert len(body["predictions"]) == 2
-  np.testing.assert_array_equal(np.array(body["predictions"][0]["images"], np.uint8),
-                                expected[1])
+  assert_images_match(np.array(body["predictions"][0]["images"], np.uint8), expected[1])
 
   status, body = _http(server, "GET", "/v1/models/dcgan")
   assert status == 200 and body["model_version_status"][0]["state"] == "AVAILABLE"
@@ -267,6 +269,6 @@ def test_message_size_is_bounded(exported):
       assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     status, reply = _http(server, "POST", "/v1/models/dcgan:predict",
                           {"instances": [[0.0] * 8] * 100})
-    assert status == 429 and "exceeds the limit" in reply["error"]
+    assert status == 413 and "exceeds the limit" in reply["error"]  # Payload Too Large.
   finally:
     server.stop(1)

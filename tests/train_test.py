@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -19,15 +20,14 @@ from tfgan_app.common import config as config_lib
 from tfgan_app.exporting import saved_model as export
 from tfgan_app.runs import restore
 from tfgan_app.runs import workdir as workdir_lib
+from tfgan_app.training import flags as app_flags
 from tfgan_app.training import loop as train
-from conftest import HANG_TIMEOUT_S, REPO_ROOT, tfds_data_dir, tiny_config
+from conftest import HANG_TIMEOUT_S, REPO_ROOT, checkpoint_values, tfds_data_dir, tiny_config
 
 
 def _checkpoint_values(workdir):
-  path = tf.train.latest_checkpoint(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR))
-  reader = tf.train.load_checkpoint(path)
-  return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(path)
-          if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")}
+  return checkpoint_values(tf.train.latest_checkpoint(os.path.join(workdir,
+                                                                   workdir_lib.CHECKPOINT_DIR)))
 
 
 def _run_cli(*args, env_extra=None):
@@ -143,7 +143,7 @@ def _run_in_process(argv, capsys):
   capsys.readouterr()
   flags.FLAGS.unparse_flags()
   try:
-    train_command.main(cli.flags_parser("python -m tfgan_app.train")(["train", *argv]))
+    train_command.main(app_flags.flags_parser("python -m tfgan_app.train")(["train", *argv]))
     status = 0
   except SystemExit as exit_:
     status = exit_.code
@@ -189,6 +189,45 @@ def test_bad_input_fails_in_one_line_and_changes_nothing_in_process(finished_run
   assert len(error_lines) == 1, stderr[-3000:]
   assert message in error_lines[0]
   assert _snapshot(workdir) == before
+
+
+def test_a_copied_workdir_resumes_in_place_through_its_own_flags_cfg(tmp_path, data_dir,
+                                                                     capsys):
+  original = tmp_path / "original"
+  train.train_and_export(tiny_config(original, data_dir, train_steps=2, checkpoint_every=2))
+  copy = tmp_path / "copy"
+  shutil.copytree(original, copy)
+  before = _snapshot(original)
+  # flags.cfg names the original workdir; read from the copy it stands for the copy.
+  assert f"--workdir={original}" in (copy / "flags.cfg").read_text()
+  status, stderr = _run_in_process([f"--flagfile={copy / 'flags.cfg'}", "--train_steps=4"],
+                                   capsys)
+  assert status == 0, stderr[-3000:]
+  assert _snapshot(original) == before
+  assert tf.train.latest_checkpoint(str(copy / "checkpoints")).endswith("ckpt-4")
+  assert (copy / "export" / "tiny" / "4" / "saved_model.pb").exists()
+  assert f"--workdir={copy}\n" in (copy / "flags.cfg").read_text()
+
+
+def test_workdir_follows_only_a_runs_own_flags_cfg(tmp_path):
+  run = tmp_path / "run"
+  run.mkdir()
+  (run / "flags.cfg").write_text("--workdir=/elsewhere\n")
+  (run / "run_spec.json").write_text("{}")
+  (tmp_path / "flags.cfg").write_text("--workdir=/elsewhere\n")  # No run_spec.json beside it.
+  pin = app_flags.workdir_follows_run_flagfile
+  assert pin(["train", f"--flagfile={run}/flags.cfg", "--seed=1"]) == [
+      "train", f"--flagfile={run}/flags.cfg", f"--workdir={run}", "--seed=1"]
+  assert pin(["train", "--flagfile", f"{run}/flags.cfg"]) == [
+      "train", "--flagfile", f"{run}/flags.cfg", f"--workdir={run}"]
+  # A --workdir after it still wins (absl: the last value does).
+  assert pin(["train", f"--flagfile={run}/flags.cfg", "--workdir=other"])[-1] == "--workdir=other"
+  for argv in (["train", f"--flagfile={tmp_path}/flags.cfg"],
+               ["train", "--flagfile=configs/dcgan.cfg"],
+               ["train", "--", f"--flagfile={run}/flags.cfg"]):
+    assert pin(argv) == argv
+  assert (app_flags.RUN_FLAGFILE, app_flags.RUN_SPEC) == (workdir_lib.FLAGFILE,
+                                                          workdir_lib.RUN_SPEC)
 
 
 def test_export_is_written_and_metadata_describes_it(tmp_path, data_dir):
@@ -245,9 +284,10 @@ def test_gmm_entry_point_writes_the_workdir_and_a_servable_export(tmp_path, data
            for root, _, names in os.walk(workdir) for name in names}
   assert {"flags.cfg", "run_spec.json", "samples/step_0000002.png", "samples/step_0000004.png",
           "checkpoints/ckpt-4.index", "export/gmm/4/saved_model.pb"} <= files
-  assert json.loads((workdir / "run_spec.json").read_text()) == {
-      "architecture": "gmm", "dataset": "mnist", "image_shape": [28, 28, 1],
-      "latent_dim": 785, "gmm_components": 3}
+  spec = json.loads((workdir / "run_spec.json").read_text())
+  assert spec.pop("precision")["requested"] == "float32"  # What the run computed in, and why.
+  assert spec == {"architecture": "gmm", "dataset": "mnist", "image_shape": [28, 28, 1],
+                  "latent_dim": 785, "gmm_components": 3}
   assert "--latent_dim=785" in (workdir / "flags.cfg").read_text()
   tags = set()
   for event_file in (workdir / "train").iterdir():

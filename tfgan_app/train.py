@@ -9,7 +9,6 @@ import sys
 
 from absl import app
 
-from tfgan_app.common import cli
 from tfgan_app.common import workdir_lock
 from tfgan_app.data import datasets as data
 from tfgan_app.evaluation import evaluator
@@ -39,4 +38,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.flags_parser(_PROGRAM))
+  # A run's own flags.cfg resumes the directory that holds it (a copied workdir in place).
+  app.run(main, flags_parser=app_flags.flags_parser(_PROGRAM))

@@ -20,10 +20,16 @@ def _error(program: str, message: str) -> None:
   print(f"{program}: error: {message}", file=sys.stderr)
 
 
-def flags_parser(program: str) -> Callable:
-  """An `absl.app.run` flags_parser: bad flags or stray arguments give one line and exit 2."""
+def flags_parser(program: str,
+                 argv_transform: Optional[Callable[[Sequence[str]], list]] = None) -> Callable:
+  """An `absl.app.run` flags_parser: bad flags or stray arguments give one line and exit 2.
+
+  `argv_transform`, if given, rewrites the command line before absl parses it.
+  """
 
   def parse(argv):
+    if argv_transform is not None:
+      argv = argv_transform(argv)
     try:
       remaining = flags.FLAGS(argv)
     except flags.Error as error:

@@ -121,7 +121,9 @@ class TrainConfig:
   def to_flagfile(self) -> str:
     """Renders the config as an absl flagfile that reproduces the run."""
     lines = ["# Resolved flags of this run; reproduce it with",
-             "#   python -m tfgan_app.train --flagfile=<this file>"]
+             "#   python -m tfgan_app.train --flagfile=<this file>",
+             "# Read from a run's workdir, beside its run_spec.json, it resumes that directory",
+             "# whatever --workdir says below (a --workdir after it on the command line wins)."]
     for field in dataclasses.fields(self):
       value = getattr(self, field.name)
       if value is None:

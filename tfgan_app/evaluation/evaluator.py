@@ -291,8 +291,14 @@ def load_saved_model_generator(path: str) -> LoadedGenerator:
     raise EvaluationError(f"{path}: metadata says latent_dim {metadata['latent_dim']} but the "
                           f"signature takes {latent_dim}; the export is inconsistent")
 
+  # The export refuses batches larger than its limit (in its graph): split them.
+  limit = loader.request_batch_size(2**31 - 1, metadata)
+
   def generate_fn(latents):
-    return function(**{contract.LATENTS: latents})[contract.IMAGES]
+    if latents.shape[0] <= limit:
+      return function(**{contract.LATENTS: latents})[contract.IMAGES]
+    return tf.concat([function(**{contract.LATENTS: latents[start:start + limit]})[
+        contract.IMAGES] for start in range(0, latents.shape[0], limit)], axis=0)
 
   shape = metadata.get("image_shape")
   return LoadedGenerator(generate_fn, latent_dim, tuple(shape) if shape else None,

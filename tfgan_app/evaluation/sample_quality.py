@@ -141,6 +141,8 @@ def measure_sample_quality(saved_model: str, classifier_dir: str,
     raise SampleQualityError(f"threshold must be in [0, 1), got {threshold}")
   judge = classifier or classifier_lib.load_classifier(classifier_dir)
   _, generate, latent_dim = load_generator(saved_model)
+  # The export refuses larger batches (in its graph).
+  batch_size = min(batch_size, contract.request_limit(saved_model) or batch_size)
   latents = np.random.default_rng(seed).standard_normal((num_samples, latent_dim),
                                                         dtype=np.float32)
   probabilities = []

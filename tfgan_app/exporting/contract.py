@@ -16,6 +16,7 @@ A generator of points (toy distributions) outputs `samples` float32 [N, D] inste
 
 import json
 import os
+import typing
 
 # Signature names.
 SERVING_SIGNATURE = "serving_default"
@@ -48,6 +49,8 @@ OUTPUT_DTYPES = {IMAGES: "uint8", PNG_BYTES: "string", SAMPLES: "float32"}
 # Files beside a version's saved_model.pb: `<version>/assets.extra/<file>`.
 EXTRA_DIR = "assets.extra"
 METADATA_FILE = "tfgan_app_metadata.json"
+# Metadata key: the largest batch every signature accepts (checked in the graph).
+MAX_SAMPLES_PER_REQUEST = "max_samples_per_request"
 # TF Serving replays these requests when it loads a version, before it serves it.
 WARMUP_FILE = "tf_serving_warmup_requests"
 # The largest num_samples / number of seeds / num_steps a request may ask for, by default.
@@ -73,3 +76,14 @@ def read_metadata(version_path: str) -> dict:
   """
   with open(os.path.join(version_path, EXTRA_DIR, METADATA_FILE)) as f:
     return json.load(f)
+
+
+def request_limit(version_path: str) -> typing.Optional[int]:
+  """The most rows one call of the export's signatures accepts (`max_samples_per_request`);
+  None for exports that record none (written before the key: no limit on `serving_default`).
+  Callers that generate many samples split them into batches of at most this."""
+  try:
+    value = read_metadata(version_path).get(MAX_SAMPLES_PER_REQUEST)
+  except (OSError, ValueError):
+    return None
+  return int(value) if value else None

@@ -103,3 +103,10 @@ def batches(generate: Callable, latents: np.ndarray, batch_size: int,
   for start in range(0, len(latents), batch_size):
     chunk = latents[start:start + batch_size]
     yield generate(convert(chunk) if convert is not None else chunk)
+
+
+def request_batch_size(batch_size: int, metadata: dict) -> int:
+  """`batch_size`, or the export's `max_samples_per_request` where that is smaller: the export's
+  graph refuses larger batches (exports without the key accept any)."""
+  limit = metadata.get(contract.MAX_SAMPLES_PER_REQUEST)
+  return min(batch_size, int(limit)) if limit else batch_size

@@ -25,9 +25,12 @@ Seeds and latents: the latent of seed `s` is
 has a batch dimension) but not `sample`. `interpolate` walks the great circle (slerp) from the
 latent of `seed_a` (row 0) to that of `seed_b` (last row) in `num_steps` equal angle steps.
 
-Inputs are validated inside the graph (`num_samples` and the number of seeds from 1 to
-`max_samples_per_request`, `num_steps` from 2 to it), so TF Serving itself answers a bad request
-with INVALID_ARGUMENT instead of running out of memory.
+Inputs are validated inside the graph (`num_samples`, the number of seeds and the number of
+latent rows from 1 to `max_samples_per_request`, `num_steps` from 2 to it), so TF Serving itself
+answers a bad request with INVALID_ARGUMENT instead of running out of memory. The limit is
+recorded in the metadata under `max_samples_per_request`. Exports written before the
+`serving_default` check run any number of latent rows; they load as before. Files are readable
+by other users and staging directories of killed exports are cleaned (`staging`).
 
 Why not `tf.saved_model.save(module)` with the Keras model as an attribute: Keras 3 wraps each
 `tf.Variable`, and under TF Serving's C++ loader the restored copy is not the one the traced
@@ -49,9 +52,12 @@ from tfgan_app.common import atomic
 # here because the exporter's users reach it as `saved_model.<NAME>`.
 from tfgan_app.exporting.contract import (  # pylint: disable=g-multiple-import,unused-import
     DEFAULT_MAX_SAMPLES_PER_REQUEST, EXTRA_DIR, IMAGES, INTERPOLATE_SIGNATURE, LATENTS,
-    METADATA_FILE, NUM_SAMPLES, NUM_STEPS, PNG_BYTES, SAMPLE_SEEDS_SIGNATURE, SAMPLE_SIGNATURE,
-    SAMPLES, SEED, SEED_A, SEED_B, SEEDS, SERVING_SIGNATURE, SIGNATURE_INPUTS, WARMUP_FILE,
-    read_metadata, version_dir)
+    MAX_SAMPLES_PER_REQUEST, METADATA_FILE, NUM_SAMPLES, NUM_STEPS, PNG_BYTES,
+    SAMPLE_SEEDS_SIGNATURE, SAMPLE_SIGNATURE, SAMPLES, SEED, SEED_A, SEED_B, SEEDS, SERVING_SIGNATURE, SIGNATURE_INPUTS, WARMUP_FILE,
+    read_metadata, request_limit, version_dir)
+from tfgan_app.exporting import staging as staging_lib
+from tfgan_app.exporting.staging import (  # pylint: disable=g-multiple-import,unused-import
+    STAGING_PREFIX, STALE_STAGING_SECONDS, remove_stale_staging)
 
 
 class ExportError(RuntimeError):
@@ -144,13 +150,19 @@ class GeneratorExportModule(tf.Module):
                          tf.TensorSpec([], tf.int32, name=NUM_STEPS)])
 
   def _serve(self, latents):
+    with tf.control_dependencies(_check_count(
+        tf.shape(latents)[0], 1, self.max_samples_per_request, f"the number of {LATENTS}")):
+      latents = tf.identity(latents)  # [N, latent_dim]
+    return self._generated(latents)
+
+  def _generated(self, latents):
     if self.points:
       return {SAMPLES: tf.cast(self._generate(latents), tf.float32)}  # [N, D]
     return {IMAGES: to_uint8(self._generate(latents))}
 
   def _outputs(self, latents):
     if self.points:
-      return self._serve(latents)
+      return self._generated(latents)
     images = to_uint8(self._generate(latents))  # [N, H, W, C]
     pngs = tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.string)  # [N]
     return {IMAGES: images, PNG_BYTES: pngs}
@@ -239,7 +251,8 @@ def export_generator(generator: keras.Model, latent_dim: int, export_dir: str, m
     export_dir: the export base; the model goes to `<export_dir>/<model_name>/<version>/`.
     model_name: TF Serving's model name.
     version: the integer version (the training step).
-    metadata: JSON-serialisable dict written to `assets.extra/tfgan_app_metadata.json`.
+    metadata: JSON-serialisable dict written to `assets.extra/tfgan_app_metadata.json`, with
+      `max_samples_per_request` added.
     max_samples_per_request: the largest `num_samples`, number of seeds or `num_steps` the
       signatures accept.
     warmup: write `assets.extra/tf_serving_warmup_requests`.
@@ -255,14 +268,19 @@ def export_generator(generator: keras.Model, latent_dim: int, export_dir: str, m
   warmup_requests(model_name, latent_dim, warmup_signatures)  # Rejects unknown names early.
   check_finite(generator, latent_dim)
   final = version_dir(export_dir, model_name, version)
+  parent = os.path.dirname(final)
+  staging_lib.remove_stale_staging(parent)
   if os.path.isdir(final):
     return final
-  parent = os.path.dirname(final)
   try:
+    staging_lib.makedirs_readable(parent)
     # A dot-name in the same directory: TF Serving ignores non-integer names.
-    staging = atomic.make_staging_dir(final, prefix=f".tmp-{int(version)}-")
+    staging = atomic.make_staging_dir(final, prefix=f"{STAGING_PREFIX}{int(version)}-")
   except OSError as error:
     raise ExportError(f"cannot write export under {parent}: {error.strerror}") from error
+  # Held until the export is renamed into place: other exporters' cleanup leaves it alone. A
+  # filesystem without flock gets no lock; the age rule still protects a running export.
+  lock = staging_lib.lock(staging)
   try:
     with atomic.publish_dir(final, staging):
       module = GeneratorExportModule(generator, latent_dim, max_samples_per_request)
@@ -270,13 +288,18 @@ def export_generator(generator: keras.Model, latent_dim: int, export_dir: str, m
       extra = os.path.join(staging, EXTRA_DIR)
       os.makedirs(extra, exist_ok=True)
       with open(os.path.join(extra, METADATA_FILE), "w") as f:
-        json.dump(metadata, f, indent=2, sort_keys=True)
+        json.dump({**metadata, MAX_SAMPLES_PER_REQUEST: int(max_samples_per_request)}, f,
+                  indent=2, sort_keys=True)
       if warmup:
         with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
           for log in warmup_requests(model_name, latent_dim, warmup_signatures):
             writer.write(log.SerializeToString())
+      staging_lib.make_readable(staging)
   except Exception as error:
     if isinstance(error, ExportError):
       raise
     raise ExportError(f"export to {final} failed: {error}") from error
+  finally:
+    if lock is not None:
+      os.close(lock)
   return final

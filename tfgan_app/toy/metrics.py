@@ -150,7 +150,7 @@ def measure_export(saved_model: str, num_samples: int = DEFAULT_NUM_SAMPLES, see
   points = np.concatenate([
       outputs[contract.SAMPLES].numpy()
       for outputs in loader.batches(lambda batch: function(**{contract.LATENTS: batch}), latents,
-                                    GENERATION_BATCH_SIZE)])
+                                    loader.request_batch_size(GENERATION_BATCH_SIZE, metadata))])
   del loaded  # Kept alive until here: the signature function does not hold the variables.
   record = measure(points, distribution)
   record.update(saved_model=os.path.abspath(saved_model), step=metadata.get("step"), seed=seed)

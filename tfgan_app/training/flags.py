@@ -2,20 +2,29 @@
 
 Every flag has a default, so tests and `python -m tfgan_app.train` with no arguments work.
 `config_from_flags()` turns the parsed flags into a frozen `TrainConfig`; nothing else reads
-`FLAGS`. Entry points parse with `tfgan_app.common.cli.flags_parser`: a bad flag costs the user one
-clear line on stderr and exit status 2, not a usage dump.
+`FLAGS`. Entry points parse with `tfgan_app.common.cli.flags_parser`: a bad flag costs the user
+one clear line on stderr and exit status 2, not a usage dump. Training parses with `flags_parser`
+below, which also makes a run's own `--flagfile=<dir>/flags.cfg` resume `<dir>`.
 """
+
+import os
+from typing import Sequence
 
 from absl import flags
 
+from tfgan_app.common import cli
 from tfgan_app.common import config as config_lib
 from tfgan_app.evaluation import metrics
 from tfgan_app.gan import model as gan
 from tfgan_app.hardware import distribute
 from tfgan_app.models import registry as models
+from tfgan_app.runs import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 _DEFAULTS = config_lib.TrainConfig()
+# The files that mark a run's workdir.
+RUN_FLAGFILE = workdir_lib.FLAGFILE
+RUN_SPEC = workdir_lib.RUN_SPEC
 
 # Data.
 flags.DEFINE_string("dataset", _DEFAULTS.dataset,
@@ -242,3 +251,49 @@ def config_from_flags() -> config_lib.TrainConfig:
 
 def _config_field_names():
   return [field.name for field in config_lib.dataclasses.fields(config_lib.TrainConfig)]
+
+
+def _run_flagfile_dir(path: str):
+  """The directory of `path` if it is a run's own flags.cfg (beside its run_spec.json)."""
+  directory = os.path.dirname(os.path.abspath(path))
+  if (os.path.basename(path) == RUN_FLAGFILE
+      and os.path.isfile(os.path.join(directory, RUN_SPEC))):
+    return directory
+  return None
+
+
+def workdir_follows_run_flagfile(argv: Sequence[str]) -> list:
+  """Makes a run's own flags.cfg on the command line resume the directory that holds it.
+
+  flags.cfg records --workdir as the run was started, often as an absolute path, so resuming a
+  copied or moved workdir through its flags.cfg would write into the original. After each
+  `--flagfile=<dir>/flags.cfg` of a run (`<dir>` also holds run_spec.json) this inserts
+  `--workdir=<dir>`; a --workdir after the flagfile on the command line still wins.
+
+  Returns:
+    The command line to parse.
+  """
+  result = list(argv[:1])
+  arguments = iter(argv[1:])
+  for argument in arguments:
+    result.append(argument)
+    if argument == "--":
+      result.extend(arguments)  # Positional arguments from here on: not flags.
+      break
+    name, has_value, path = argument.lstrip("-").partition("=")
+    if name != "flagfile" or not argument.startswith("-"):
+      continue
+    if not has_value:  # `--flagfile PATH`
+      path = next(arguments, None)
+      if path is None:
+        break
+      result.append(path)
+    directory = _run_flagfile_dir(path)
+    if directory is not None:
+      result.append(f"--workdir={directory}")
+  return result
+
+
+def flags_parser(program: str):
+  """`cli.flags_parser` for the training flags, with `workdir_follows_run_flagfile`."""
+  return cli.flags_parser(program, argv_transform=workdir_follows_run_flagfile)

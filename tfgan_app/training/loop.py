@@ -151,15 +151,22 @@ def _train_locked(config, trainer, model, info, spec, chief, resolution) -> Trai
   """The part of a run that may write: restore, train, checkpoint, export."""
   output = distribute.WriteDir(config.workdir, chief)
   checkpoint = checkpoints.make_checkpoint(model)
+  # Every worker restores the chief's newest checkpoint that restores cleanly.
+  checkpoint_dir = os.path.join(config.workdir, CHECKPOINT_DIR)
+  restored = checkpoints.restore_checkpoints(model, checkpoint_dir, config.workdir)
+  if restored.path:
+    checkpoints.continue_save_counter(checkpoint, restored.path)
+  if restored.skipped and output.chief:
+    checkpoints.drop_from_index(checkpoint_dir, restored.path)
+  # Created after the index is repaired: the manager takes its latest checkpoint from it.
   manager = tf.train.CheckpointManager(
       checkpoint, os.path.join(output.path, CHECKPOINT_DIR), max_to_keep=config.keep_checkpoints)
-  # Every worker restores the chief's newest checkpoint.
-  restored = checkpoints.restore_latest(model, os.path.join(config.workdir, CHECKPOINT_DIR),
-                            config.workdir)
   start_step = int(model.step.numpy())
   check_steps_per_execution(config, start_step)
-  if restored:
-    print(f"Resumed from {restored} at step {start_step}", flush=True)
+  if restored.path:
+    skipped = (f" (newer {', '.join(os.path.basename(p) for p, _ in restored.skipped)}"
+               " cannot be restored, see above)" if restored.skipped else "")
+    print(f"Resumed from {restored.path} at step {start_step}{skipped}", flush=True)
     previous = workdir_lib.recorded_precision(config.workdir)
     if previous and previous.get("policy") != resolution.policy:
       print(f"Precision changed on resume: the run trained in {previous.get('policy')} "
