@@ -217,9 +217,9 @@ def test_metadata_records_the_limit_the_graph_enforces(exported):
 
 
 def test_evaluation_splits_large_batches_at_the_exports_limit(exported, generator):
-  from tfgan_app import evaluate  # pylint: disable=import-outside-toplevel
+  from tfgan_app.evaluation import evaluator  # pylint: disable=import-outside-toplevel
   assert export.request_limit(exported) == 16
-  loaded = evaluate.load_saved_model_generator(exported)
+  loaded = evaluator.load_saved_model_generator(exported)
   latents = tf.random.stateless_normal([40, 8], seed=[5, 5])  # Batches of 16, 16 and 8.
   images = loaded.generate_fn(latents).numpy()
   expected = export.to_uint8(generator(latents, training=False)).numpy()
