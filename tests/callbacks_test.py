@@ -6,6 +6,7 @@ import types
 import numpy as np
 import tensorflow as tf
 
+from tfgan_app.common import periodic
 from tfgan_app.models import registry as models
 from tfgan_app.toy import distributions as toy_data
 from tfgan_app.training import callbacks
@@ -74,6 +75,25 @@ def test_log_lines_carry_steps_per_second_and_the_time_left(capsys, monkeypatch)
   # 20 steps in 4 s: 5 steps/s, 320 images/s, 980 steps left = 196 s.
   assert capsys.readouterr().out.strip() == (
       "step 20/1000 d_loss=0.5000 steps/s=5.00 images/s=320 eta=3m16s")
+
+
+def test_log_lines_follow_the_step_across_executions_and_at_the_last_step(capsys):
+  # With --steps_per_execution > 1 the step moves in jumps that may skip the multiples of
+  # log_every; a line is due whenever one is crossed, and at the run's last step.
+  logger = callbacks.MetricsLogger(tf.summary.create_noop_writer(), log_every=10,
+                                   images_per_step=8, total_steps=47, print_lines=True)
+  assert isinstance(logger, periodic.PeriodicCallback)
+  model = types.SimpleNamespace(step=tf.Variable(0, dtype=tf.int64))
+  logger.set_model(model)
+  logger.on_train_begin()
+  logged = []
+  for step in (7, 14, 21, 28, 35, 42, 47):
+    model.step.assign(step)
+    logger.on_train_batch_end(0, {"d_loss": float(step)})
+    logged += [line.split()[1] for line in capsys.readouterr().out.splitlines()]
+  logger.on_train_end()
+  assert capsys.readouterr().out == ""  # The last step was logged from its batch.
+  assert logged == ["14/47", "21/47", "35/47", "42/47", "47/47"]
 
 
 def test_format_duration():

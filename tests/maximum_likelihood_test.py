@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfgan_app.common import config as config_lib
 from tfgan_app.mixture import maximum_likelihood as ml
 from tfgan_app.models import gmm
 
@@ -69,7 +70,8 @@ def test_em_never_lowers_the_likelihood_and_recovers_a_known_mixture():
   labels = rng.random(3000) < 0.35
   pixels = np.where(labels[:, None], rng.normal(true_means[0], 0.05, size=(3000, 3)),
                     rng.normal(true_means[1], 0.1, size=(3000, 3))).astype(np.float32)
-  run = ml.build_run(2, (1, 3, 1), seed=5)
+  run = ml.build_run(config_lib.TrainConfig(architecture="gmm", gmm_components=2, seed=5),
+                     (1, 3, 1))
   history = []
 
   class Record:  # The callback protocol `fit` drives.

@@ -19,12 +19,17 @@ class PeriodicCallback(keras.callbacks.Callback):
     self.every_steps = int(every_steps)
     self._at_end = at_end
     self._last_step = None
+    self.batch_logs = {}
 
   def current_step(self) -> int:
     return int(self.model.step.numpy())
 
   def on_period(self, step: int) -> None:
     raise NotImplementedError
+
+  def is_due(self, last_step: int, step: int) -> bool:
+    """Whether the step moving from `last_step` to `step` crosses a multiple of every_steps."""
+    return step // self.every_steps > last_step // self.every_steps
 
   def run_period(self, step: int) -> None:
     """Acts for `step` and remembers it as handled."""
@@ -35,10 +40,12 @@ class PeriodicCallback(keras.callbacks.Callback):
     self._last_step = self.current_step()  # A resumed run: not again at once.
 
   def on_train_batch_end(self, batch, logs=None):
+    # The values of the batch just trained (losses, ...), for subclasses that log them.
+    self.batch_logs = logs if logs is not None else {}
     step = self.current_step()
     if self._last_step is None:  # Called without on_train_begin: due on multiples.
       self._last_step = step - 1
-    if step // self.every_steps > self._last_step // self.every_steps:
+    if self.is_due(self._last_step, step):
       self.run_period(step)
 
   def on_train_end(self, logs=None):

@@ -62,3 +62,27 @@ def build_gan(config, image_shape, policy: Optional[str] = None) -> gan_lib.GAN:
       steps_per_execution=config.steps_per_execution,
       jit_compile=config.jit_compile)
   return model
+
+
+# run_spec.json fields that runs from before they existed leave out, at their values then.
+SPEC_DEFAULTS = {"minibatch_discrimination": False, "g_refine_blocks": 0}
+
+
+def run_spec(config, image_shape) -> dict:
+  """The GAN's fields that decide its checkpoint's structure (run_spec.json)."""
+  spec = {"architecture": config.architecture, "dataset": config.dataset,
+          "image_shape": list(image_shape), "latent_dim": config.latent_dim,
+          "g_filters": config.g_filters, "d_filters": config.d_filters,
+          "kernel_size": config.kernel_size, "g_refine_blocks": config.g_refine_blocks,
+          "ema": config.ema_decay > 0,
+          "minibatch_discrimination": config.minibatch_discrimination}
+  if config.minibatch_discrimination:
+    # Only then: the sizes of a layer that is not there do not decide anything.
+    spec.update(minibatch_kernels=config.minibatch_kernels,
+                minibatch_kernel_dim=config.minibatch_kernel_dim)
+  if config.architecture == "mlp":  # Only then: other workdirs from before keep resuming.
+    # Dropout on or off decides whether the checkpoint holds D's dropout RNG states.
+    spec.update(g_units=",".join(map(str, config_lib.parse_units(config.g_units))),
+                d_units=",".join(map(str, config_lib.parse_units(config.d_units))),
+                d_dropout=config.d_dropout)
+  return spec

@@ -86,6 +86,12 @@ def global_batch_feature_mean(local_features, global_batch_size) -> tf.Tensor:
   return (local_sum + others) / tf.cast(global_batch_size, tf.float32)
 
 
+def _without_loss_scaling(optimizer):
+  if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+    return optimizer.inner_optimizer
+  return optimizer
+
+
 class GAN(keras.Model):
   """Generator and discriminator trained together by `fit`.
 
@@ -183,6 +189,33 @@ class GAN(keras.Model):
     """Sets the EMA weights to the generator's (at the start of a run)."""
     for average, variable in zip(self.ema_generator.variables, self.generator.variables):
       average.assign(variable)
+
+  def checkpoint_objects(self):
+    """(required, optional) objects of the run's checkpoint (`runs.checkpoints`).
+
+    Required: everything that decides the rest of a run: weights, optimizer slots, step, seed
+    and the RNG state of D's dropout. Optional: the dynamic loss scales of mixed_float16
+    (`keras.optimizers.LossScaleOptimizer`). The optimizers are saved without their
+    loss-scaling wrapper, so a run resumes under any precision policy: a float16 run's
+    checkpoint restores into a bfloat16 or float32 run (the scales are not needed there), and
+    the other way round the scales start afresh.
+    """
+    required = dict(generator=self.generator, discriminator=self.discriminator,
+                    g_optimizer=_without_loss_scaling(self.g_optimizer),
+                    d_optimizer=_without_loss_scaling(self.d_optimizer),
+                    step=self.step, seed=self.seed)
+    if self.ema_generator is not None:
+      required["ema_generator"] = self.ema_generator
+    random_states = getattr(self.discriminator, "random_states", dict)()
+    if random_states:  # Dropout masks (mlp, tf_tutorial): exact resume needs their RNG state.
+      required["discriminator_random"] = tf.train.Checkpoint(**random_states)
+    optional = {}
+    for name in ("g_optimizer", "d_optimizer"):
+      optimizer = getattr(self, name)
+      if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optional[f"{name}_loss_scale"] = tf.train.Checkpoint(
+            step_counter=optimizer.step_counter, dynamic_scale=optimizer.dynamic_scale)
+    return required, optional
 
   def _update_ema(self):
     decay = self.ema_decay

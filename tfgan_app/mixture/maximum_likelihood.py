@@ -81,12 +81,24 @@ class MixtureRun:
   def latent_dim(self) -> int:
     return self.mixture.latent_dim
 
-  def checkpoint(self) -> tf.train.Checkpoint:
-    return tf.train.Checkpoint(gmm=self.mixture, step=self.step, seed=self.seed)
+  def checkpoint_objects(self):
+    """(required, optional) objects of the run's checkpoint (`runs.checkpoints`)."""
+    return dict(gmm=self.mixture, step=self.step, seed=self.seed), {}
 
 
-def build_run(num_components: int, image_shape, seed: int) -> MixtureRun:
-  return MixtureRun(gmm_lib.build_gaussian_mixture(num_components, image_shape), seed)
+def build_run(config, image_shape, policy=None) -> MixtureRun:
+  """The mixture of `config` (--gmm_components, --seed) for images of `image_shape`; EM
+  computes in float64 whatever the precision `policy`."""
+  del policy
+  return MixtureRun(gmm_lib.build_gaussian_mixture(config.gmm_components, image_shape),
+                    config.seed)
+
+
+def run_spec(config, image_shape) -> dict:
+  """The mixture's fields that decide its checkpoint's structure (run_spec.json)."""
+  return {"architecture": config.architecture, "dataset": config.dataset,
+          "image_shape": list(image_shape), "latent_dim": config.latent_dim,
+          "gmm_components": config.gmm_components}
 
 
 def dequantized_pixels(images: np.ndarray, seed: int, purpose: int) -> tf.Tensor:

@@ -6,54 +6,15 @@ import sys
 from typing import Callable, Optional
 
 from google.protobuf import message as message_lib
-import keras
 import tensorflow as tf
 
-from tfgan_app.mixture import maximum_likelihood
 from tfgan_app.runs import workdir as workdir_lib
 
 
-def _checkpoint_objects(model):
-  """(required, optional) objects of a run's checkpoint.
-
-  Required: everything that decides the rest of a run: weights, optimizer slots, step, seed and
-  the RNG state of D's dropout. Optional: the dynamic loss scales of mixed_float16
-  (`keras.optimizers.LossScaleOptimizer`). The optimizers are saved without their loss-scaling
-  wrapper, so a run resumes under any precision policy: a float16 run's checkpoint restores into
-  a bfloat16 or float32 run (the scales are not needed there), and the other way round the
-  scales start afresh.
-  """
-  if isinstance(model, maximum_likelihood.MixtureRun):
-    return {"mixture": model.checkpoint()}, {}
-  required = dict(generator=model.generator, discriminator=model.discriminator,
-                  g_optimizer=_without_loss_scaling(model.g_optimizer),
-                  d_optimizer=_without_loss_scaling(model.d_optimizer),
-                  step=model.step, seed=model.seed)
-  if model.ema_generator is not None:
-    required["ema_generator"] = model.ema_generator
-  random_states = getattr(model.discriminator, "random_states", dict)()
-  if random_states:  # Dropout masks (mlp, tf_tutorial): exact resume needs their RNG state.
-    required["discriminator_random"] = tf.train.Checkpoint(**random_states)
-  optional = {}
-  for name in ("g_optimizer", "d_optimizer"):
-    optimizer = getattr(model, name)
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-      optional[f"{name}_loss_scale"] = tf.train.Checkpoint(
-          step_counter=optimizer.step_counter, dynamic_scale=optimizer.dynamic_scale)
-  return required, optional
-
-
-def _without_loss_scaling(optimizer):
-  if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-    return optimizer.inner_optimizer
-  return optimizer
-
-
 def make_checkpoint(model) -> tf.train.Checkpoint:
-  """The checkpoint a run saves (see `_checkpoint_objects`)."""
-  required, optional = _checkpoint_objects(model)
-  if isinstance(model, maximum_likelihood.MixtureRun):
-    return required["mixture"]
+  """The checkpoint a run saves: the model's `checkpoint_objects()`, required and optional
+  (`gan.model.GAN`, `mixture.maximum_likelihood.MixtureRun`)."""
+  required, optional = model.checkpoint_objects()
   return tf.train.Checkpoint(**required, **optional)
 
 
@@ -63,10 +24,7 @@ def restore_checkpoint(model, path: str) -> None:
   Raises:
     tf.errors.OpError, ValueError, AssertionError: the checkpoint is unreadable or does not fit.
   """
-  required, optional = _checkpoint_objects(model)
-  if isinstance(model, maximum_likelihood.MixtureRun):
-    required["mixture"].restore(path).assert_existing_objects_matched()
-    return
+  required, optional = model.checkpoint_objects()
   tf.train.Checkpoint(**required).restore(path).assert_existing_objects_matched()
   if optional:
     # Loss scales are restored where the checkpoint has them (a float16 run's).

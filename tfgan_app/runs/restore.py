@@ -6,11 +6,9 @@ import os
 from typing import NamedTuple, Optional, Tuple
 
 from tfgan_app.common import config as config_lib
-from tfgan_app.gan import build as gan_build
 from tfgan_app.hardware import precision
-from tfgan_app.mixture import maximum_likelihood
-from tfgan_app.models import registry as models
 from tfgan_app.runs import checkpoints
+from tfgan_app.runs import families
 from tfgan_app.runs import workdir as workdir_lib
 from tfgan_app.runs.workdir import CHECKPOINT_DIR, FLAGFILE, RUN_SPEC, ConfigError
 
@@ -24,10 +22,9 @@ class RestoredRun(NamedTuple):
 
 
 def build_model(config, image_shape, policy: Optional[str] = None):
-  """The `gan.GAN` of `config`, or for --architecture=gmm a `maximum_likelihood.MixtureRun`."""
-  if config.architecture == models.GMM:
-    return maximum_likelihood.build_run(config.gmm_components, image_shape, config.seed)
-  return gan_build.build_gan(config, image_shape, policy)
+  """The model of `config`'s family (`families.for_architecture`): a `gan.GAN`, or for
+  --architecture=gmm a `maximum_likelihood.MixtureRun`."""
+  return families.for_architecture(config.architecture).build(config, image_shape, policy)
 
 
 def restore_run(workdir: str) -> RestoredRun:

@@ -16,7 +16,7 @@ from typing import Optional
 import tensorflow as tf
 
 from tfgan_app.common import config as config_lib
-from tfgan_app.models import registry as models
+from tfgan_app.runs import families
 from tfgan_app.toy import distributions as toy_data
 
 FLAGFILE = "flags.cfg"
@@ -30,7 +30,6 @@ class ConfigError(ValueError):
   """The run cannot start as configured; the message says what is wrong and what is accepted."""
 
 
-_SPEC_DEFAULTS = {"minibatch_discrimination": False, "g_refine_blocks": 0}
 # run_spec.json's record of the precision policy the run last trained in (precision.Resolution).
 # Not part of the checkpoint's structure: weights are float32 under every policy, so a run
 # resumes on hardware that resolves --mixed_precision=auto differently.
@@ -38,40 +37,22 @@ PRECISION_KEY = "precision"
 
 
 def run_spec(config: config_lib.TrainConfig, image_shape) -> dict:
-  """The fields that decide the checkpoint's structure; resuming with others cannot work.
+  """The fields that decide the checkpoint's structure (the model family's `run_spec`);
+  resuming with others cannot work.
 
   `image_shape` is the shape of one example: [H, W, C], or [D] for toy points.
   """
-  if config.architecture == models.GMM:
-    return {"architecture": config.architecture, "dataset": config.dataset,
-            "image_shape": list(image_shape), "latent_dim": config.latent_dim,
-            "gmm_components": config.gmm_components}
-  spec = {"architecture": config.architecture, "dataset": config.dataset,
-          "image_shape": list(image_shape), "latent_dim": config.latent_dim,
-          "g_filters": config.g_filters, "d_filters": config.d_filters,
-          "kernel_size": config.kernel_size, "g_refine_blocks": config.g_refine_blocks,
-          "ema": config.ema_decay > 0,
-          "minibatch_discrimination": config.minibatch_discrimination}
-  if config.minibatch_discrimination:
-    # Only then: the sizes of a layer that is not there do not decide anything.
-    spec.update(minibatch_kernels=config.minibatch_kernels,
-                minibatch_kernel_dim=config.minibatch_kernel_dim)
-  if config.architecture == "mlp":  # Only then: other workdirs from before keep resuming.
-    # Dropout on or off decides whether the checkpoint holds D's dropout RNG states.
-    spec.update(g_units=",".join(map(str, config_lib.parse_units(config.g_units))),
-                d_units=",".join(map(str, config_lib.parse_units(config.d_units))),
-                d_dropout=config.d_dropout)
-  return spec
+  return families.for_architecture(config.architecture).run_spec(config, image_shape)
 
 
 def read_run_spec(path: str) -> dict:
-  """run_spec.json's structural fields (without the precision record)."""
+  """run_spec.json's structural fields (without the precision record), with the values that
+  older runs' files leave out."""
   with open(path) as f:
     spec = json.load(f)
   spec.pop(PRECISION_KEY, None)
-  if spec.get("architecture") == models.GMM:
-    return spec  # Its spec has none of the GAN's fields.
-  return {**_SPEC_DEFAULTS, **spec}
+  family = families.for_architecture(spec.get("architecture"))
+  return {**family.spec_defaults, **spec}
 
 
 def recorded_precision(workdir: str) -> Optional[dict]:

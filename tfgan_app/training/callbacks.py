@@ -61,12 +61,13 @@ def format_duration(seconds: float) -> str:
   return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-class MetricsLogger(keras.callbacks.Callback):
+class MetricsLogger(periodic.PeriodicCallback):
   """TensorBoard scalars every `log_every` steps, images/s in the progress bar and log lines.
 
   A log line (printed when no progress bar is shown: logs of a batch job, `nohup`, CI) reads
   `step 200/10000 d_loss=... steps/s=7.41 images/s=474 eta=22m03s`; steps/s and images/s are
-  measured since the previous line, the time left assumes that speed.
+  measured since the previous line, the time left assumes that speed. The run's last step is
+  always logged.
 
   Args:
     writer: a `tf.summary` writer.
@@ -78,9 +79,9 @@ class MetricsLogger(keras.callbacks.Callback):
 
   def __init__(self, writer, log_every: int, images_per_step: int, total_steps: int,
                print_lines: bool):
-    super().__init__()
+    # Not again at the end: the last step is logged from its batch, whose values it needs.
+    super().__init__(log_every, at_end=False)
     self._writer = writer
-    self._log_every = log_every
     self._images_per_step = images_per_step
     self._total_steps = total_steps
     self._print_lines = print_lines
@@ -88,16 +89,17 @@ class MetricsLogger(keras.callbacks.Callback):
     self._window_start_step = 0
 
   def on_train_begin(self, logs=None):
+    super().on_train_begin(logs)
     self._window_start = time.perf_counter()
-    self._window_start_step = _step(self.model)
+    self._window_start_step = self.current_step()
 
-  def on_train_batch_end(self, batch, logs=None):
-    logs = logs if logs is not None else {}
-    step = _step(self.model)
-    if step % self._log_every and step != self._total_steps:
-      return
+  def is_due(self, last_step: int, step: int) -> bool:
+    return super().is_due(last_step, step) or step == self._total_steps
+
+  def on_period(self, step: int) -> None:
+    logs = self.batch_logs
     elapsed = max(time.perf_counter() - self._window_start, 1e-9)
-    # Steps from the GAN's counter: with --steps_per_execution > 1 Keras calls back once per
+    # Steps from the model's counter: with --steps_per_execution > 1 Keras calls back once per
     # execution, not once per step.
     steps_per_sec = (step - self._window_start_step) / elapsed
     rate = steps_per_sec * self._images_per_step

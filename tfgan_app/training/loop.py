@@ -29,7 +29,6 @@ from tfgan_app.hardware import distribute
 from tfgan_app.hardware import precision
 from tfgan_app.models import registry as models
 from tfgan_app.runs import checkpoints
-from tfgan_app.runs import restore
 from tfgan_app.runs import workdir as workdir_lib
 from tfgan_app.runs.workdir import CHECKPOINT_DIR, FLAGFILE, RUN_SPEC, SAMPLE_DIR, SUMMARY_DIR
 from tfgan_app.runs.workdir import PRECISION_KEY, ConfigError
@@ -133,13 +132,13 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
     config = trainer.adapt_to_data(config, info)
   except ValueError as error:
     raise ConfigError(str(error)) from error
-  spec = workdir_lib.run_spec(config, info.example_shape)
+  spec = trainer.family.run_spec(config, info.example_shape)
   workdir_lib.check_workdir(config, spec)
 
   _configure_determinism(config)
   keras.mixed_precision.set_global_policy(resolution.policy)
   with strategy.scope():
-    model = restore.build_model(config, info.example_shape, resolution.policy)
+    model = trainer.family.build(config, info.example_shape, resolution.policy)
   chief = distribute.is_chief(strategy)
   # Only the chief owns the workdir; other workers write to temporary directories.
   lock = workdir_lock.WorkdirLock(config.workdir) if chief else contextlib.nullcontext()

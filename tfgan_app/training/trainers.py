@@ -1,6 +1,6 @@
-"""One small trainer per model family, behind one interface, chosen once per run
-(`for_architecture`): the GAN fits with Keras (`model.fit` and its `train_step`), the Gaussian
-mixture (--architecture=gmm) with EM. Both use the same callbacks, so logging, samples,
+"""One small trainer per model family (`runs.families`), behind one interface, chosen once per
+run (`for_architecture`): the GAN fits with Keras (`model.fit` and its `train_step`), the
+Gaussian mixture (--architecture=gmm) with EM. Both use the same callbacks, so logging, samples,
 checkpoints and the divergence guard behave alike.
 """
 
@@ -12,7 +12,7 @@ from tfgan_app.data import datasets as data
 from tfgan_app.gan import model as gan_lib
 from tfgan_app.mixture import maximum_likelihood
 from tfgan_app.models import gmm as gmm_lib
-from tfgan_app.models import registry as models
+from tfgan_app.runs import families
 from tfgan_app.runs.workdir import ConfigError
 
 # make_callbacks(images_per_step, print_lines) -> the run's callbacks, in order.
@@ -21,6 +21,8 @@ MakeCallbacks = Callable[[int, bool], list]
 
 class Trainer(Protocol):
   """What the run loop needs of a model family."""
+
+  family: families.ModelFamily  # Builds the model and names its checkpoint's structure.
 
   def check(self, config) -> None:
     """Refuses flags the family cannot train with (ConfigError or ValueError)."""
@@ -35,6 +37,8 @@ class Trainer(Protocol):
 
 class GanTrainer:
   """Alternating (or simultaneous) adversarial updates through `keras.Model.fit`."""
+
+  family = families.GAN
 
   def check(self, config) -> None:
     gan_lib.check_update(config.update, config.d_steps, config.g_objective)
@@ -60,6 +64,8 @@ class GanTrainer:
 
 class MixtureTrainer:
   """EM of the Gaussian mixture over the whole split (one EM step = one training step)."""
+
+  family = families.MIXTURE
 
   def check(self, config) -> None:
     if config.strategy not in ("auto", "default"):
@@ -94,6 +100,9 @@ class MixtureTrainer:
                                   callbacks, test_pixels)
 
 
+_TRAINERS = {trainer.family.name: trainer for trainer in (GanTrainer, MixtureTrainer)}
+
+
 def for_architecture(architecture: str) -> Trainer:
-  """The trainer of `architecture`'s family: the mixture's for gmm, the GAN's otherwise."""
-  return MixtureTrainer() if architecture == models.GMM else GanTrainer()
+  """The trainer of `architecture`'s family (`families.for_architecture`)."""
+  return _TRAINERS[families.for_architecture(architecture).name]()
