@@ -1,5 +1,6 @@
 """Training survives SIGKILL, SIGTERM, NaNs, unwritable workdirs and concurrent runs."""
 
+import dataclasses
 import os
 import random
 import signal
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfgan_app.gan import losses
+from tfgan_app.gan import objectives
 from tfgan_app.training import callbacks as callbacks_lib
 from tfgan_app.training import loop as train
 from conftest import HANG_TIMEOUT_S, REPO_ROOT, tfds_data_dir, tiny_config
@@ -120,9 +121,9 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, data_di
   good_path, good = _weights(config.workdir)
   # Inject a NaN into the generator loss: it reaches the logs and, through the gradients,
   # the weights.
-  healthy = losses.GENERATOR_LOSSES["non_saturating"]
-  monkeypatch.setitem(losses.GENERATOR_LOSSES, "non_saturating",
-                      lambda logits: healthy(logits) * float("nan"))
+  healthy = objectives.OBJECTIVES["non_saturating"]
+  monkeypatch.setitem(objectives.OBJECTIVES, "non_saturating", dataclasses.replace(
+      healthy, generator_loss=lambda logits: healthy.generator_loss(logits) * float("nan")))
   diverging = config.with_updates(train_steps=8)
   with pytest.raises(callbacks_lib.TrainingDivergedError,
                      match=r"NaN/Inf at step \d+; last good checkpoint: .*ckpt-4"):

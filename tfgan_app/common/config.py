@@ -10,7 +10,8 @@ import os
 import typing
 from typing import Optional
 
-LOSSES = ("non_saturating", "minimax")
+# The adversarial objectives (gan/objectives.py).
+LOSSES = ("non_saturating", "minimax", "wasserstein", "hinge", "least_squares")
 # standard: the --loss generator loss; feature_matching: Salimans et al. 2016 §3.1.
 G_OBJECTIVES = ("standard", "feature_matching")
 MIXED_PRECISION_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")

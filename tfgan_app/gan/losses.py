@@ -57,6 +57,47 @@ def minimax_generator_loss_per_example(fake_logits) -> tf.Tensor:
   return _per_example(tfgan_value) + tf.math.softplus(-1.0)
 
 
+def wasserstein_discriminator_loss_per_example(real_logits, fake_logits) -> tf.Tensor:
+  """D(G(z)) - D(x) per example: the critic's loss of WGAN (Arjovsky, Chintala & Bottou 2017).
+
+  Minimising E D(G(z)) - E D(x) over 1-Lipschitz critics D gives -W1(p_data, p_g) (the
+  Kantorovich-Rubinstein duality); the Lipschitz constraint comes from a gradient penalty or
+  spectral normalisation, not from this loss.
+  """
+  return _per_example(tfgan.losses.wargs.wasserstein_discriminator_loss(
+      real_logits, fake_logits, reduction=_NONE, add_summaries=False))
+
+
+def wasserstein_generator_loss_per_example(fake_logits) -> tf.Tensor:
+  """-D(G(z)) per example: the generator's WGAN loss (Arjovsky et al. 2017); also the
+  generator's loss under the hinge objective (Lim & Ye 2017; Miyato et al. 2018)."""
+  return _per_example(tfgan.losses.wargs.wasserstein_generator_loss(
+      fake_logits, reduction=_NONE, add_summaries=False))
+
+
+def hinge_discriminator_loss_per_example(real_logits, fake_logits) -> tf.Tensor:
+  """max(0, 1 - D(x)) + max(0, 1 + D(G(z))) per example: the hinge loss of the discriminator
+  (Lim & Ye 2017, "Geometric GAN"; Miyato et al. 2018, SNGAN), TF-GAN's
+  `wasserstein_hinge_discriminator_loss`."""
+  return _per_example(tfgan.losses.wargs.wasserstein_hinge_discriminator_loss(
+      real_logits, fake_logits, reduction=_NONE, add_summaries=False))
+
+
+def least_squares_discriminator_loss_per_example(real_logits, fake_logits) -> tf.Tensor:
+  """(D(x) - 1)^2 / 2 + D(G(z))^2 / 2 per example: LSGAN's discriminator loss with labels
+  b = 1 (real) and a = 0 (fake) (Mao et al. 2017, eq. 2)."""
+  return _per_example(tfgan.losses.wargs.least_squares_discriminator_loss(
+      real_logits, fake_logits, real_label=1, fake_label=0, reduction=_NONE,
+      add_summaries=False))
+
+
+def least_squares_generator_loss_per_example(fake_logits) -> tf.Tensor:
+  """(D(G(z)) - 1)^2 / 2 per example: LSGAN's generator loss with c = 1 (Mao et al. 2017,
+  eq. 2): G pulls D's output on its samples towards the real label."""
+  return _per_example(tfgan.losses.wargs.least_squares_generator_loss(
+      fake_logits, real_label=1, reduction=_NONE, add_summaries=False))
+
+
 def feature_matching_loss(real_feature_mean, fake_feature_mean) -> tf.Tensor:
   """||E_x f(x) - E_z f(G(z))||_2^2: feature matching (Salimans et al. 2016 §3.1).
 
@@ -75,34 +116,6 @@ def feature_matching_loss(real_feature_mean, fake_feature_mean) -> tf.Tensor:
   return tf.reduce_sum(tf.square(difference))
 
 
-GENERATOR_LOSSES = {
-    "non_saturating": non_saturating_generator_loss_per_example,
-    "minimax": minimax_generator_loss_per_example,
-}
-
-
-def generator_loss_per_example(kind: str):
-  """The per-example generator loss for `--loss=kind`."""
-  try:
-    return GENERATOR_LOSSES[kind]
-  except KeyError:
-    raise ValueError(f"unknown loss {kind!r}; accepted: {', '.join(GENERATOR_LOSSES)}") from None
-
-
 def global_batch_mean(per_example: tf.Tensor, global_batch_size) -> tf.Tensor:
   """Sum of this replica's per-example losses divided by the global batch size."""
   return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
-
-
-def value_function(real_logits, fake_logits) -> tf.Tensor:
-  """Per-replica mean of the GAN value V(D, G) = E log D(x) + E log(1 - D(G(z)))."""
-  return (tf.reduce_mean(tf.math.log_sigmoid(real_logits))
-          + tf.reduce_mean(tf.math.log_sigmoid(-fake_logits)))
-
-
-def jsd_estimate(value) -> tf.Tensor:
-  """The Jensen-Shannon divergence implied by D's value: V = -log 4 + 2 JSD (exact at D*).
-
-  For a discriminator that is not optimal this is a lower bound of JSD(p_data || p_g).
-  """
-  return (value + tf.math.log(4.0)) / 2.0

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from tfgan_app.common import config as config_lib
 from tfgan_app.gan import losses
+from tfgan_app.gan import objectives
 
 # Purposes folded into the latent seed, so that D and G steps never share latents.
 _GENERATOR_STEP = 1 << 20
@@ -97,8 +98,10 @@ class GAN(keras.Model):
 
   `fit` feeds tuples of `d_steps` real batches (see `data.make_train_dataset`). Logged values
   per step: d_loss, g_loss (the generator's objective: the `loss` generator loss, or the
-  feature-matching distance), d_real (mean D(x)), d_fake (mean D(G(z))), jsd (the
-  Jensen-Shannon estimate (V + log 4) / 2 from the last discriminator step's value V).
+  feature-matching distance), d_real (mean D(x)), d_fake (mean D(G(z))), and the divergence
+  that the objective's D loss estimates, from the last discriminator step (`gan.objectives`:
+  jsd = (V + log 4) / 2 under minimax and non_saturating, wasserstein, total_variation or
+  triangular_discrimination under the others).
   """
 
   def __init__(self, generator: keras.Model, discriminator: keras.Model, latent_dim: int,
@@ -112,7 +115,7 @@ class GAN(keras.Model):
       generator, discriminator: built Keras models (D returns logits).
       latent_dim: dimension of z.
       d_steps: k, discriminator updates per generator update.
-      loss: generator loss, a key of `losses.GENERATOR_LOSSES`.
+      loss: the adversarial objective, a key of `objectives.OBJECTIVES`.
       seed: seed of the latents.
       ema_generator: optional copy of `generator` (same architecture, built) that tracks an
         exponential moving average of its weights; it is what gets sampled and exported.
@@ -139,7 +142,8 @@ class GAN(keras.Model):
     self.latent_dim = int(latent_dim)
     self.d_steps = int(d_steps)
     self.loss_kind = loss
-    self._generator_loss = losses.generator_loss_per_example(loss)
+    self.objective = objectives.get(loss, label_smoothing)
+    self._generator_loss = self.objective.generator_loss
     if g_objective not in config_lib.G_OBJECTIVES:
       raise ValueError(f"unknown g_objective {g_objective!r}; accepted: "
                        f"{', '.join(config_lib.G_OBJECTIVES)}")
@@ -239,8 +243,11 @@ class GAN(keras.Model):
     return loss
 
   def _discriminator_loss(self, real_logits, fake_logits, global_batch):
-    per_example = losses.minimax_discriminator_loss_per_example(
-        real_logits, fake_logits, label_smoothing=self.label_smoothing)
+    if self.label_smoothing:
+      per_example = self.objective.discriminator_loss(
+          real_logits, fake_logits, label_smoothing=self.label_smoothing)
+    else:
+      per_example = self.objective.discriminator_loss(real_logits, fake_logits)
     return per_example, losses.global_batch_mean(per_example, global_batch)
 
   @staticmethod
@@ -335,12 +342,15 @@ class GAN(keras.Model):
     multi_worker = isinstance(tf.distribute.get_strategy(),
                               tf.distribute.MultiWorkerMirroredStrategy)
     as_log = (lambda x: tf.reshape(x, [1])) if multi_worker else (lambda x: x)
-    value = _global_mean(tf.reduce_sum(tf.math.log_sigmoid(real_logits))
-                         + tf.reduce_sum(tf.math.log_sigmoid(-fake_logits)), count)
+    estimate_terms = self.objective.estimate_terms(real_logits, fake_logits, d_per_example)
+    estimate = self.objective.estimate_from_mean(
+        _global_mean(tf.reduce_sum(estimate_terms), count))
+    # Probabilities of "real" under the cross-entropy objectives, raw scores otherwise.
+    output = tf.sigmoid if self.objective.probabilities else (lambda logits: logits)
     return {
         "d_loss": as_log(_global_mean(tf.reduce_sum(d_per_example), count)),
         "g_loss": as_log(g_loss),
-        "d_real": as_log(_global_mean(tf.reduce_sum(tf.sigmoid(real_logits)), count)),
-        "d_fake": as_log(_global_mean(tf.reduce_sum(tf.sigmoid(fake_logits)), count)),
-        "jsd": as_log(losses.jsd_estimate(value)),
+        "d_real": as_log(_global_mean(tf.reduce_sum(output(real_logits)), count)),
+        "d_fake": as_log(_global_mean(tf.reduce_sum(output(fake_logits)), count)),
+        self.objective.estimate_name: as_log(estimate),
     }

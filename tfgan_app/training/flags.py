@@ -142,7 +142,12 @@ flags.DEFINE_float("label_smoothing", _DEFAULTS.label_smoothing,
                    "One-sided label smoothing (Salimans et al. 2016): D's target for real images "
                    "is 1 - label_smoothing, in [0, 1); fake targets stay 0.")
 flags.DEFINE_enum("loss", _DEFAULTS.loss, config_lib.LOSSES,
-                  "Generator loss: non_saturating (-log D(G(z))) or minimax (log(1 - D(G(z)))).")
+                  "The adversarial objective, both players' losses (gan/objectives.py): "
+                  "non_saturating (D: cross-entropy; G: -log D(G(z))), minimax (G: "
+                  "log(1 - D(G(z)))), wasserstein (Arjovsky et al. 2017; its estimate is W1 only "
+                  "for a 1-Lipschitz critic), hinge (Lim & Ye 2017; Miyato et al. "
+                  "2018) or least_squares (Mao et al. 2017). Each logs the divergence its D "
+                  "estimates: jsd, wasserstein, total_variation, triangular_discrimination.")
 flags.DEFINE_enum("g_objective", _DEFAULTS.g_objective, config_lib.G_OBJECTIVES,
                   "What the generator minimises: standard (the --loss generator loss) or "
                   "feature_matching (||E f(x) - E f(G(z))||^2 over D's last hidden layer f, "

@@ -10,6 +10,7 @@ import numpy as np
 
 from tfgan_app.data import datasets as data
 from tfgan_app.gan import model as gan_lib
+from tfgan_app.gan import objectives
 from tfgan_app.mixture import maximum_likelihood
 from tfgan_app.models import gmm as gmm_lib
 from tfgan_app.runs import families
@@ -42,6 +43,7 @@ class GanTrainer:
 
   def check(self, config) -> None:
     gan_lib.check_update(config.update, config.d_steps, config.g_objective)
+    objectives.get(config.loss, config.label_smoothing)
 
   def adapt_to_data(self, config, info):
     del info
