@@ -158,7 +158,10 @@ def _run_in_process(argv, capsys):
     (["--batch_size=0"], "--batch_size=0: must be a positive number"),
     (["--image_size=-28"], "--image_size=-28: must be a positive number of pixels"),
     (["--latent_dim=-1"], "--latent_dim=-1: must be a positive number"),
-    (["--loss=wasserstein"], "--loss=wasserstein: value should be one of <non_saturating|minimax>"),
+    (["--loss=relativistic"], "--loss=relativistic: value should be one of "
+                              "<non_saturating|minimax|wasserstein|hinge|least_squares>"),
+    (["--loss=hinge", "--label_smoothing=0.1"], "--loss=hinge has none"),
+    (["--gradient_penalty=-1"], "--gradient_penalty=-1: -1.0 is not a non-negative number"),
     (["--image_size=30"], "image_size 30 is not base * 2**n"),
     (["--g_filters=16"], "holds a checkpoint of a different model (g_filters: checkpoint 8"),
     (["--minibatch_discrimination"], "holds a checkpoint of a different model "

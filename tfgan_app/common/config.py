@@ -91,6 +91,9 @@ class TrainConfig:
   label_smoothing: float = 0.0
   loss: str = "non_saturating"
   g_objective: str = "standard"
+  gradient_penalty: float = 0.0  # WGAN-GP's lambda; 0: off.
+  r1_gamma: float = 0.0  # R1's gamma; 0: off.
+  r1_every: int = 1  # Lazy R1: every N-th discriminator update.
   g_lr: float = 2e-4
   d_lr: float = 2e-4
   beta1: float = 0.5

@@ -7,6 +7,7 @@ import keras
 
 from tfgan_app.common import config as config_lib
 from tfgan_app.gan import model as gan_lib
+from tfgan_app.gan import penalties
 from tfgan_app.gan import schedules
 from tfgan_app.hardware import precision
 from tfgan_app.models import registry as models
@@ -38,6 +39,8 @@ def build_gan(config, image_shape, policy: Optional[str] = None) -> gan_lib.GAN:
                       d_steps=config.d_steps, loss=config.loss, seed=config.seed,
                       label_smoothing=config.label_smoothing, g_objective=config.g_objective,
                       update=config.update,
+                      penalties=penalties.DiscriminatorPenalties(
+                          config.gradient_penalty, config.r1_gamma, config.r1_every),
                       ema_generator=ema_generator, ema_decay=config.ema_decay)
   if ema_generator is not None:
     model.reset_ema()

@@ -119,3 +119,13 @@ def feature_matching_loss(real_feature_mean, fake_feature_mean) -> tf.Tensor:
 def global_batch_mean(per_example: tf.Tensor, global_batch_size) -> tf.Tensor:
   """Sum of this replica's per-example losses divided by the global batch size."""
   return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+
+
+def global_mean(local_sum, local_count) -> tf.Tensor:
+  """Sum over replicas of local sums divided by the sum of local counts: the global mean of a
+  logged value, the same on every replica."""
+  context = tf.distribute.get_replica_context()
+  total = tf.stack([tf.cast(local_sum, tf.float32), tf.cast(local_count, tf.float32)])
+  if context is not None:
+    total = context.all_reduce(tf.distribute.ReduceOp.SUM, total)
+  return total[0] / total[1]

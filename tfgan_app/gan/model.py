@@ -23,6 +23,7 @@ import tensorflow as tf
 from tfgan_app.common import config as config_lib
 from tfgan_app.gan import losses
 from tfgan_app.gan import objectives
+from tfgan_app.gan import penalties as penalties_lib
 
 # Purposes folded into the latent seed, so that D and G steps never share latents.
 _GENERATOR_STEP = 1 << 20
@@ -58,15 +59,6 @@ def replica_latents(seed, step, purpose, global_batch_size, local_batch_size, la
                                         seed=latent_seed(seed, step, purpose))
   start = replica_id * local_batch_size
   return everyone[start:start + local_batch_size]  # [local_batch, latent_dim]
-
-
-def _global_mean(local_sum, local_count):
-  """Sum over replicas of local sums divided by the sum of local counts."""
-  context = tf.distribute.get_replica_context()
-  total = tf.stack([tf.cast(local_sum, tf.float32), tf.cast(local_count, tf.float32)])
-  if context is not None:
-    total = context.all_reduce(tf.distribute.ReduceOp.SUM, total)
-  return total[0] / total[1]
 
 
 def global_batch_feature_mean(local_features, global_batch_size) -> tf.Tensor:
@@ -108,7 +100,9 @@ class GAN(keras.Model):
                d_steps: int = 1, loss: str = "non_saturating", seed: int = 0,
                ema_generator: Optional[keras.Model] = None, ema_decay: float = 0.999,
                label_smoothing: float = 0.0, g_objective: str = "standard",
-               update: str = "alternating", **kwargs):
+               update: str = "alternating",
+               penalties: penalties_lib.DiscriminatorPenalties = (
+                   penalties_lib.DiscriminatorPenalties()), **kwargs):
     """Assembles the GAN.
 
     Args:
@@ -126,6 +120,7 @@ class GAN(keras.Model):
         2016 §3.1, with x the last discriminator step's real batch and both means over the
         global batch).
       update: `alternating` or `simultaneous` (see the module docstring).
+      penalties: gradient penalties added to D's loss (`gan.penalties`: WGAN-GP, R1).
 
     Raises:
       ValueError: an unknown update or g_objective, or `simultaneous` with d_steps != 1 or
@@ -143,6 +138,11 @@ class GAN(keras.Model):
     self.d_steps = int(d_steps)
     self.loss_kind = loss
     self.objective = objectives.get(loss, label_smoothing)
+    self.penalties = penalties
+    # The last R1 value, logged by the discriminator updates that lazy R1 skips; not
+    # checkpointed (a log value, not training state).
+    self.r1_record = tf.Variable(0.0, trainable=False, name="r1_record",
+                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     self._generator_loss = self.objective.generator_loss
     if g_objective not in config_lib.G_OBJECTIVES:
       raise ValueError(f"unknown g_objective {g_objective!r}; accepted: "
@@ -264,10 +264,23 @@ class GAN(keras.Model):
       real_logits = self.discriminator(real_images, training=True)
       fake_logits = self.discriminator(fake_images, training=True)
       per_example, loss = self._discriminator_loss(real_logits, fake_logits, global_batch)
+      penalty, penalty_logs = self._penalty(real_images, fake_images, index, global_batch)
       # Scaled inside the tape: the tape must record the multiplication.
-      scaled_loss = self._scaled(self.d_optimizer, loss)
+      scaled_loss = self._scaled(self.d_optimizer, loss + penalty)
     self._apply(self.d_optimizer, tape, scaled_loss, self.discriminator)
-    return per_example, real_logits, fake_logits
+    return per_example, real_logits, fake_logits, penalty_logs
+
+  def _penalty(self, real_images, fake_images, index, global_batch):
+    """D's gradient penalties (`gan.penalties`) for discriminator update `index` of this step."""
+    if not self.penalties:
+      return 0.0, {}
+    optimizer = self.d_optimizer
+    loss_scale = (optimizer.dynamic_scale
+                  if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else None)
+    return self.penalties(
+        self.discriminator, real_images, fake_images, seed=self.seed,
+        update_index=self.step * self.d_steps + index, global_batch_size=global_batch,
+        r1_record=self.r1_record, loss_scale=loss_scale)
 
   def _generator_step(self, real_images, global_batch, local_batch):
     """One generator update; returns the global value of its objective (for the logs)."""
@@ -286,7 +299,7 @@ class GAN(keras.Model):
       else:
         per_example = self._generator_loss(self.discriminator(fake_images, training=True))
         loss = losses.global_batch_mean(per_example, global_batch)
-        logged = _global_mean(tf.reduce_sum(per_example), tf.size(per_example))
+        logged = losses.global_mean(tf.reduce_sum(per_example), tf.size(per_example))
       # Scaled inside the tape: the tape must record the multiplication.
       scaled_loss = self._scaled(self.g_optimizer, loss)
     self._apply(self.g_optimizer, tape, scaled_loss, self.generator)
@@ -302,9 +315,10 @@ class GAN(keras.Model):
       real_logits = self.discriminator(real_images, training=True)
       fake_logits = self.discriminator(fake_images, training=True)
       d_per_example, d_loss = self._discriminator_loss(real_logits, fake_logits, global_batch)
+      penalty, penalty_logs = self._penalty(real_images, fake_images, 0, global_batch)
       g_per_example = self._generator_loss(fake_logits)
       g_loss = losses.global_batch_mean(g_per_example, global_batch)
-      scaled_d_loss = self._scaled(self.d_optimizer, d_loss)
+      scaled_d_loss = self._scaled(self.d_optimizer, d_loss + penalty)
       scaled_g_loss = self._scaled(self.g_optimizer, g_loss)
     # Both gradients are taken before either update, so each player sees the other's weights
     # as they were in the forward pass.
@@ -312,7 +326,7 @@ class GAN(keras.Model):
     g_grads = g_tape.gradient(scaled_g_loss, self.generator.trainable_variables)
     self.d_optimizer.apply(d_grads, self.discriminator.trainable_variables)
     self.g_optimizer.apply(g_grads, self.generator.trainable_variables)
-    return d_per_example, real_logits, fake_logits, g_per_example
+    return d_per_example, real_logits, fake_logits, g_per_example, penalty_logs
 
   def train_step(self, data):
     real_batches = data if isinstance(data, (tuple, list)) else (data,)
@@ -324,12 +338,12 @@ class GAN(keras.Model):
     global_batch = local_batch * replicas
 
     if self.update == "simultaneous":
-      d_per_example, real_logits, fake_logits, g_per_example = self._simultaneous_step(
-          real_batches[0], global_batch)
-      g_loss = _global_mean(tf.reduce_sum(g_per_example), tf.size(g_per_example))
+      d_per_example, real_logits, fake_logits, g_per_example, penalty_logs = (
+          self._simultaneous_step(real_batches[0], global_batch))
+      g_loss = losses.global_mean(tf.reduce_sum(g_per_example), tf.size(g_per_example))
     else:
       for index, real_images in enumerate(real_batches):
-        d_per_example, real_logits, fake_logits = self._discriminator_step(
+        d_per_example, real_logits, fake_logits, penalty_logs = self._discriminator_step(
             real_images, index, global_batch)
       g_loss = self._generator_step(real_batches[-1], global_batch, local_batch)
     if self.ema_generator is not None:
@@ -344,13 +358,14 @@ class GAN(keras.Model):
     as_log = (lambda x: tf.reshape(x, [1])) if multi_worker else (lambda x: x)
     estimate_terms = self.objective.estimate_terms(real_logits, fake_logits, d_per_example)
     estimate = self.objective.estimate_from_mean(
-        _global_mean(tf.reduce_sum(estimate_terms), count))
+        losses.global_mean(tf.reduce_sum(estimate_terms), count))
     # Probabilities of "real" under the cross-entropy objectives, raw scores otherwise.
     output = tf.sigmoid if self.objective.probabilities else (lambda logits: logits)
     return {
-        "d_loss": as_log(_global_mean(tf.reduce_sum(d_per_example), count)),
+        "d_loss": as_log(losses.global_mean(tf.reduce_sum(d_per_example), count)),
         "g_loss": as_log(g_loss),
-        "d_real": as_log(_global_mean(tf.reduce_sum(output(real_logits)), count)),
-        "d_fake": as_log(_global_mean(tf.reduce_sum(output(fake_logits)), count)),
+        "d_real": as_log(losses.global_mean(tf.reduce_sum(output(real_logits)), count)),
+        "d_fake": as_log(losses.global_mean(tf.reduce_sum(output(fake_logits)), count)),
         self.objective.estimate_name: as_log(estimate),
+        **{name: as_log(value) for name, value in penalty_logs.items()},
     }

@@ -141,6 +141,16 @@ flags.DEFINE_enum("update", _DEFAULTS.update, list(gan.UPDATES),
 flags.DEFINE_float("label_smoothing", _DEFAULTS.label_smoothing,
                    "One-sided label smoothing (Salimans et al. 2016): D's target for real images "
                    "is 1 - label_smoothing, in [0, 1); fake targets stay 0.")
+flags.DEFINE_float("gradient_penalty", _DEFAULTS.gradient_penalty,
+                   "lambda of WGAN-GP (Gulrajani et al. 2017): D's loss adds lambda E(||grad "
+                   "D(x_hat)|| - 1)^2 at x_hat = eps x + (1 - eps) G(z), eps ~ U(0, 1) per "
+                   "example; 10 in the paper, with --loss=wasserstein. 0: off.", lower_bound=0.0)
+flags.DEFINE_float("r1_gamma", _DEFAULTS.r1_gamma,
+                   "gamma of R1 (Mescheder et al. 2018): D's loss adds gamma / 2 "
+                   "E||grad D(x)||^2 on real images. 0: off.", lower_bound=0.0)
+flags.DEFINE_integer("r1_every", _DEFAULTS.r1_every,
+                     "Lazy R1 (Karras et al. 2020): compute it on every N-th discriminator "
+                     "update only, weighted by N.", lower_bound=1)
 flags.DEFINE_enum("loss", _DEFAULTS.loss, config_lib.LOSSES,
                   "The adversarial objective, both players' losses (gan/objectives.py): "
                   "non_saturating (D: cross-entropy; G: -log D(G(z))), minimax (G: "
