@@ -1,14 +1,18 @@
 """Colour end to end: a 32x32 RGB DCGAN trains, draws colour grids, exports and is served.
 
-The data is TFDS's CIFAR-10 under `tfds.testing.mock_data` (random uint8 images of the real
-feature spec, [32, 32, 3]; no files, no network), with split metadata written to a temporary
-data_dir so that the split has a size, as a prepared dataset has.
+Most tests' data is TFDS's CIFAR-10 under `tfds.testing.mock_data` (random uint8 images of the
+real feature spec, [32, 32, 3]; no files, no network), with split metadata written to a
+temporary data_dir so that the split has a size, as a prepared dataset has. The last test trains
+configs/cifar10.cfg on a folder of the offline CIFAR-10 JPEGs.
 """
 
 import base64
 import glob
 import json
 import os
+import shutil
+import subprocess
+import sys
 import urllib.request
 
 import grpc
@@ -24,7 +28,7 @@ from serving import server as server_lib
 from tfgan_app.exporting import saved_model as export
 from tfgan_app.runs import restore
 from tfgan_app.training import loop as train
-from conftest import assert_images_match, tiny_config
+from conftest import HANG_TIMEOUT_S, REPO_ROOT, assert_images_match, tiny_config
 
 SIZE = 32
 LATENT_DIM = 8
@@ -51,7 +55,8 @@ def run(tmp_path_factory):
   data_dir = _mock_cifar10_dir(tmp_path_factory.mktemp("tfds"))
   config = tiny_config(tmp_path_factory.mktemp("run") / "cifar10", data_dir, dataset="cifar10",
                        split="train", train_steps=2, checkpoint_every=2, sample_every=2,
-                       log_every=2, latent_dim=LATENT_DIM, model_name="cifar10")
+                       log_every=2, latent_dim=LATENT_DIM, model_name="cifar10",
+                       channels=3)
   with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=data_dir,
                               policy=tfds.testing.MockPolicy.USE_FILES):
     result = train.train_and_export(config)
@@ -185,3 +190,36 @@ def test_client_writes_an_rgb_grid(server, tinted, tmp_path):
   single = tf.io.decode_png((tmp_path / "each" / "sample_0000.png").read_bytes()).numpy()
   assert single.shape == (SIZE, SIZE, 3)
   assert_images_match(single, expected[0])
+
+
+def test_cifar10_config_trains_on_a_folder_of_cifar_jpegs(tmp_path):
+  # configs/cifar10.cfg as its header documents it offline, at test size: a folder of CIFAR-10
+  # JPEGs in three classes, one of them corrupt.
+  source = os.path.join(REPO_ROOT, "..", "shared", "images", "cifar10_jpeg", "train")
+  if not os.path.isdir(source):
+    pytest.fail(f"the offline CIFAR-10 JPEGs are not under {source}")
+  folder = tmp_path / "images"
+  for name in ("airplane", "cat", "ship"):
+    os.makedirs(folder / name)
+    for file in sorted(os.listdir(os.path.join(source, name)))[:8]:
+      shutil.copy(os.path.join(source, name, file), folder / name / file)
+  (folder / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a JPEG")
+  workdir = tmp_path / "run"
+  result = subprocess.run(
+      [sys.executable, "-m", "tfgan_app.train", "--flagfile=configs/cifar10.cfg",
+       f"--dataset=folder:{folder}", f"--workdir={workdir}", "--train_steps=2",
+       "--batch_size=8", "--latent_dim=8", "--g_filters=8", "--d_filters=8",
+       "--mixed_precision=float32", "--num_sample_images=4"],
+      cwd=REPO_ROOT, capture_output=True, text=True, timeout=HANG_TIMEOUT_S,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert str(folder / "cat" / "broken.jpg") in result.stderr
+  version = workdir / "export" / "cifar10" / "2"
+  metadata = export.read_metadata(str(version))
+  assert metadata["image_shape"] == [SIZE, SIZE, 3]
+  assert metadata["class_names"] == ["airplane", "cat", "ship"]
+  outputs = tf.saved_model.load(str(version)).signatures[export.SAMPLE_SIGNATURE](
+      num_samples=tf.constant(2, tf.int32), seed=tf.constant(0, tf.int64))
+  assert outputs[export.IMAGES].shape == (2, SIZE, SIZE, 3)
+  assert outputs[export.IMAGES].dtype == tf.uint8
+  assert tf.io.decode_png(outputs[export.PNG_BYTES][0]).shape == (SIZE, SIZE, 3)
