@@ -86,3 +86,27 @@ def test_tf_tutorial_config_is_the_tutorials_recipe():
   assert (config.g_lr, config.d_lr, config.beta1, config.beta2) == (1e-4, 1e-4, 0.9, 0.999)
   assert config.loss == "non_saturating" and config.label_smoothing == 0.0
   assert config.update == "alternating" and config.d_steps == 1 and config.ema_decay == 0.0
+
+
+def test_cifar10_config_is_a_colour_dcgan_with_dcgans_optimiser():
+  config = _parse("cifar10.cfg")
+  assert (config.dataset, config.architecture, config.model_name) == ("cifar10", "dcgan",
+                                                                      "cifar10")
+  assert config.split == "train" and config.image_size is None  # CIFAR-10's own 32x32.
+  assert (config.g_lr, config.d_lr, config.beta1, config.batch_size) == (2e-4, 2e-4, 0.5, 64)
+  assert (config.g_filters, config.d_filters, config.kernel_size) == (64, 64, 4)
+  assert config.mixed_precision == "auto" and config.export and config.channels == 3
+  text = open(os.path.join(REPO_ROOT, "configs", "cifar10.cfg")).read()
+  # Its header documents the offline run on the CIFAR-10 JPEG folder.
+  assert "--dataset=folder:../shared/images/cifar10_jpeg" in text
+
+
+def test_cifar10_config_takes_the_jpeg_folder_instead_of_tfds():
+  app_flags.FLAGS.unparse_flags()
+  try:
+    app_flags.FLAGS(["train", f"--flagfile={os.path.join(REPO_ROOT, 'configs', 'cifar10.cfg')}",
+                     "--dataset=folder:../shared/images/cifar10_jpeg"])
+    config = app_flags.config_from_flags()
+  finally:
+    app_flags.FLAGS.unparse_flags()
+  assert config.dataset == "folder:../shared/images/cifar10_jpeg" and config.split == "train"

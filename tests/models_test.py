@@ -218,3 +218,37 @@ def test_tf_tutorial_refuses_other_image_sizes():
   models.check_example_shape("tf_tutorial", (28, 28, 3))
   with pytest.raises(ValueError, match="no such layers"):
     models.build_models("tf_tutorial", 16, (28, 28, 1), 8, 8, g_refine_blocks=1)
+
+
+@pytest.mark.parametrize("architecture,size,policy", [
+    ("dcgan", 32, "float32"), ("dcgan", 32, "mixed_bfloat16"), ("dcgan", 64, "float32"),
+    ("dcgan", 128, "float32"), ("mlp", 32, "float32"), ("mlp", 64, "float32"),
+    ("mlp", 128, "float32"), ("tf_tutorial", 28, "float32")])
+def test_colour_models_take_a_training_step(architecture, size, policy):
+  # RGB at the sizes users train: G makes [B, size, size, 3], D judges it, and every weight of
+  # both gets a finite gradient (tf_tutorial makes 28x28 only).
+  keras.mixed_precision.set_global_policy(policy)
+  try:
+    keras.utils.set_random_seed(0)
+    generator, discriminator = models.build_models(
+        architecture, latent_dim=8, image_shape=(size, size, 3), g_filters=4, d_filters=4,
+        g_units=(16,), d_units=(16,))
+    latents = tf.random.stateless_normal([4, 8], seed=[3, 4])
+    real = tf.random.stateless_uniform([4, size, size, 3], seed=[5, 6], minval=-1, maxval=1)
+    with tf.GradientTape(persistent=True) as tape:
+      fake = generator(latents, training=True)
+      fake_logits = discriminator(fake, training=True)
+      real_logits = discriminator(real, training=True)
+      d_loss = tf.reduce_mean(tf.nn.softplus(-real_logits) + tf.nn.softplus(fake_logits))
+      g_loss = tf.reduce_mean(tf.nn.softplus(-fake_logits))
+    assert fake.shape == (4, size, size, 3) and fake.dtype == tf.float32
+    assert fake_logits.shape == (4, 1)
+    # The channels are distinct outputs, not one channel repeated.
+    assert np.abs(fake.numpy()[..., 0] - fake.numpy()[..., 2]).max() > 1e-3
+    for loss, model in ((g_loss, generator), (d_loss, discriminator)):
+      gradients = tape.gradient(loss, model.trainable_variables)
+      assert model.trainable_variables and all(g is not None for g in gradients)
+      assert all(np.all(np.isfinite(np.asarray(g, np.float32))) for g in gradients)
+      assert any(np.abs(np.asarray(g, np.float32)).max() > 0 for g in gradients)
+  finally:
+    keras.mixed_precision.set_global_policy("float32")

@@ -11,6 +11,9 @@ from tfgan_app.models import phase_conv
 # (kernel, stride, image channels, feature channels, image size, bias)
 CASES = [(5, 2, 1, 64, 28, True),   # configs/tf_tutorial.cfg's image layers
          (5, 2, 3, 8, 16, False),
+         (4, 2, 3, 16, 32, True),   # configs/cifar10.cfg's RGB image layers, fewer filters
+         (4, 2, 3, 8, 64, True),    # RGB at 64 and 128 px
+         (4, 2, 3, 4, 128, True),
          (4, 2, 2, 5, 12, True),    # even kernel: asymmetric padding
          (3, 2, 1, 4, 10, True),
          (5, 3, 2, 3, 9, True),     # stride 3
