@@ -162,6 +162,8 @@ def _run_in_process(argv, capsys):
                               "<non_saturating|minimax|wasserstein|hinge|least_squares>"),
     (["--loss=hinge", "--label_smoothing=0.1"], "--loss=hinge has none"),
     (["--gradient_penalty=-1"], "--gradient_penalty=-1: -1.0 is not a non-negative number"),
+    (["--diffaugment=color,flip"], "expected a comma-separated subset of "
+                                   "color,translation,cutout"),
     (["--image_size=30"], "image_size 30 is not base * 2**n"),
     (["--g_filters=16"], "holds a checkpoint of a different model (g_filters: checkpoint 8"),
     (["--minibatch_discrimination"], "holds a checkpoint of a different model "

@@ -97,6 +97,7 @@ class TrainConfig:
   gradient_penalty: float = 0.0  # WGAN-GP's lambda; 0: off.
   r1_gamma: float = 0.0  # R1's gamma; 0: off.
   r1_every: int = 1  # Lazy R1: every N-th discriminator update.
+  diffaugment: str = ""  # DiffAugment policies, e.g. "color,translation,cutout"; "": off.
   g_lr: float = 2e-4
   d_lr: float = 2e-4
   beta1: float = 0.5

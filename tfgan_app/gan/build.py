@@ -6,6 +6,7 @@ from typing import Optional
 import keras
 
 from tfgan_app.common import config as config_lib
+from tfgan_app.gan import diffaugment
 from tfgan_app.gan import model as gan_lib
 from tfgan_app.gan import penalties
 from tfgan_app.gan import schedules
@@ -41,6 +42,8 @@ def build_gan(config, image_shape, policy: Optional[str] = None) -> gan_lib.GAN:
                       update=config.update,
                       penalties=penalties.DiscriminatorPenalties(
                           config.gradient_penalty, config.r1_gamma, config.r1_every),
+                      augment=diffaugment.DiffAugment(
+                          diffaugment.parse_policy(config.diffaugment)),
                       ema_generator=ema_generator, ema_decay=config.ema_decay)
   if ema_generator is not None:
     model.reset_ema()

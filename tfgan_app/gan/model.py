@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from tfgan_app.common import config as config_lib
 from tfgan_app.gan import losses
+from tfgan_app.gan import diffaugment
 from tfgan_app.gan import objectives
 from tfgan_app.gan import penalties as penalties_lib
 
@@ -102,7 +103,8 @@ class GAN(keras.Model):
                label_smoothing: float = 0.0, g_objective: str = "standard",
                update: str = "alternating",
                penalties: penalties_lib.DiscriminatorPenalties = (
-                   penalties_lib.DiscriminatorPenalties()), **kwargs):
+                   penalties_lib.DiscriminatorPenalties()),
+               augment: diffaugment.DiffAugment = diffaugment.DiffAugment(), **kwargs):
     """Assembles the GAN.
 
     Args:
@@ -121,6 +123,7 @@ class GAN(keras.Model):
         global batch).
       update: `alternating` or `simultaneous` (see the module docstring).
       penalties: gradient penalties added to D's loss (`gan.penalties`: WGAN-GP, R1).
+      augment: differentiable augmentation of every image D sees (`gan.diffaugment`).
 
     Raises:
       ValueError: an unknown update or g_objective, or `simultaneous` with d_steps != 1 or
@@ -139,6 +142,7 @@ class GAN(keras.Model):
     self.loss_kind = loss
     self.objective = objectives.get(loss, label_smoothing)
     self.penalties = penalties
+    self.augment = augment
     # The last R1 value, logged by the discriminator updates that lazy R1 skips; not
     # checkpointed (a log value, not training state).
     self.r1_record = tf.Variable(0.0, trainable=False, name="r1_record",
@@ -260,6 +264,8 @@ class GAN(keras.Model):
     latents = replica_latents(self.seed, self.step, index, global_batch, local_batch,
                               self.latent_dim)
     fake_images = self.generator(latents, training=True)
+    real_images = self._d_view(real_images, 2 * index, global_batch)
+    fake_images = self._d_view(fake_images, 2 * index + 1, global_batch)
     with tf.GradientTape() as tape:
       real_logits = self.discriminator(real_images, training=True)
       fake_logits = self.discriminator(fake_images, training=True)
@@ -269,6 +275,13 @@ class GAN(keras.Model):
       scaled_loss = self._scaled(self.d_optimizer, loss + penalty)
     self._apply(self.d_optimizer, tape, scaled_loss, self.discriminator)
     return per_example, real_logits, fake_logits, penalty_logs
+
+  def _d_view(self, images, purpose, global_batch):
+    """What D sees of `images`: their --diffaugment transformation of (seed, step, purpose)."""
+    if not self.augment:
+      return images
+    return self.augment(images, seed=self.seed, update_index=self.step, purpose=purpose,
+                        global_batch_size=global_batch)
 
   def _penalty(self, real_images, fake_images, index, global_batch):
     """D's gradient penalties (`gan.penalties`) for discriminator update `index` of this step."""
@@ -286,8 +299,10 @@ class GAN(keras.Model):
     """One generator update; returns the global value of its objective (for the logs)."""
     latents = replica_latents(self.seed, self.step, _GENERATOR_STEP, global_batch, local_batch,
                               self.latent_dim)
+    real_images = self._d_view(real_images, _GENERATOR_STEP, global_batch)
     with tf.GradientTape() as tape:
-      fake_images = self.generator(latents, training=True)
+      fake_images = self._d_view(self.generator(latents, training=True), _GENERATOR_STEP + 1,
+                                 global_batch)
       if self.g_objective == "feature_matching":
         real_mean = global_batch_feature_mean(
             self.discriminator.features(real_images, training=True), global_batch)
@@ -310,8 +325,9 @@ class GAN(keras.Model):
     local_batch = tf.shape(real_images)[0]
     latents = replica_latents(self.seed, self.step, 0, global_batch, local_batch,
                               self.latent_dim)
+    real_images = self._d_view(real_images, 0, global_batch)
     with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-      fake_images = self.generator(latents, training=True)
+      fake_images = self._d_view(self.generator(latents, training=True), 1, global_batch)
       real_logits = self.discriminator(real_images, training=True)
       fake_logits = self.discriminator(fake_images, training=True)
       d_per_example, d_loss = self._discriminator_loss(real_logits, fake_logits, global_batch)

@@ -16,6 +16,7 @@ from tfgan_app.common import cli
 from tfgan_app.common import config as config_lib
 from tfgan_app.data import preprocess
 from tfgan_app.evaluation import metrics
+from tfgan_app.gan import diffaugment
 from tfgan_app.gan import model as gan
 from tfgan_app.hardware import distribute
 from tfgan_app.models import registry as models
@@ -195,6 +196,10 @@ flags.DEFINE_float("r1_gamma", _DEFAULTS.r1_gamma,
 flags.DEFINE_integer("r1_every", _DEFAULTS.r1_every,
                      "Lazy R1 (Karras et al. 2020): compute it on every N-th discriminator "
                      "update only, weighted by N.", lower_bound=1)
+flags.DEFINE_string("diffaugment", _DEFAULTS.diffaugment,
+                    "DiffAugment (Zhao et al. 2020): comma-separated policies of color, "
+                    "translation, cutout applied to every image D sees, real and generated, "
+                    "differentiably (gan/diffaugment.py); empty: off. Images only.")
 flags.DEFINE_enum("loss", _DEFAULTS.loss, config_lib.LOSSES,
                   "The adversarial objective, both players' losses (gan/objectives.py): "
                   "non_saturating (D: cross-entropy; G: -log D(G(z))), minimax (G: "
@@ -290,6 +295,15 @@ def _valid_units(text):
   return True
 
 
+def _valid_diffaugment(text):
+  try:
+    diffaugment.parse_policy(text)
+  except ValueError as error:
+    raise flags.ValidationError(str(error)) from None
+  return True
+
+
+flags.register_validator("diffaugment", _valid_diffaugment)
 for _name in ("g_units", "d_units"):
   flags.register_validator(_name, _valid_units)
 for _name in ("beta1", "beta2", "ema_decay", "label_smoothing", "d_dropout"):

@@ -46,7 +46,9 @@ class GanTrainer:
     objectives.get(config.loss, config.label_smoothing)
 
   def adapt_to_data(self, config, info):
-    del info
+    if config.diffaugment and data.is_point_dataset(info):
+      raise ConfigError(f"--diffaugment={config.diffaugment} transforms images; "
+                        f"{config.dataset!r} is a toy distribution of points: drop --diffaugment")
     return config
 
   def fit(self, model, config, info, start_step, make_callbacks, show_bar) -> dict:
