@@ -83,3 +83,13 @@ def assert_values_match(actual, expected):
 # not a speed limit: an AVX2-only CPU shared with other jobs ran these tests 10-20x slower than
 # the reference machine, and no test may fail because the machine is slow.
 HANG_TIMEOUT_S = 1800
+
+
+def run_script_ok(script: str) -> None:
+  """Runs `script` in a fresh Python (a process of its own: logical CPU devices for replicas
+  must be configured before TensorFlow starts) and asserts it ends by printing "ok"."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=HANG_TIMEOUT_S)
+  assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]

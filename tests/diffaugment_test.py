@@ -1,8 +1,6 @@
 """DiffAugment (gan/diffaugment.py): each policy's transformation, its randomness (per image,
 stateless, the same across replicas), gradients through it, and the GAN training with it."""
 
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -11,7 +9,7 @@ import tensorflow as tf
 
 from tfgan_app.gan import build as gan_build
 from tfgan_app.gan import diffaugment
-from conftest import HANG_TIMEOUT_S, REPO_ROOT, tiny_config
+from conftest import run_script_ok, tiny_config
 
 IMAGES = tf.random.stateless_uniform([64, 16, 16, 3], seed=[1, 2], minval=-1, maxval=1)
 
@@ -119,9 +117,7 @@ parts = strategy.experimental_local_results(strategy.run(run, args=(shards,)))
 np.testing.assert_array_equal(np.concatenate([p.numpy() for p in parts]), run(images).numpy())
 print("ok")
 """
-  result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=HANG_TIMEOUT_S)
-  assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+  run_script_ok(script)
 
 
 @pytest.mark.parametrize("update", ["alternating", "simultaneous"])

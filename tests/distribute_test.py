@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import HANG_TIMEOUT_S, REPO_ROOT, tfds_data_dir
+from conftest import HANG_TIMEOUT_S, REPO_ROOT, run_script_ok, tfds_data_dir
 
 # float32: one replica and two agree to 1e-5 there; bfloat16 rounds each replica's partial sums.
 _TINY = ["--batch_size=32", "--seed=11", "--deterministic", "--train_steps=3", "--log_every=1",
@@ -87,9 +87,7 @@ whole = gan.replica_latents(3, 7, 0, 8, 8, 5).numpy()
 np.testing.assert_array_equal(np.concatenate([a, b]), whole)
 print("ok")
 """
-  result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=HANG_TIMEOUT_S)
-  assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+  run_script_ok(script)
 
 
 def test_feature_matching_gradients_summed_over_replicas_equal_one_replicas():
@@ -122,9 +120,7 @@ for value in strategy.experimental_local_results(loss_values):
   np.testing.assert_allclose(value.numpy(), one_loss.numpy(), rtol=1e-6)
 print("ok")
 """
-  result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=HANG_TIMEOUT_S)
-  assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+  run_script_ok(script)
 
 
 def test_batch_not_divisible_by_replicas_fails_before_training(tmp_path):

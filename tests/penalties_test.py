@@ -2,8 +2,6 @@
 example and uniform, lazy R1, the loss-scaled inner gradient of mixed_float16, and the GAN
 training with them."""
 
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -12,7 +10,7 @@ import tensorflow as tf
 
 from tfgan_app.gan import build as gan_build
 from tfgan_app.gan import penalties
-from conftest import HANG_TIMEOUT_S, REPO_ROOT, tiny_config
+from conftest import run_script_ok, tiny_config
 
 
 class Linear(keras.Model):
@@ -164,9 +162,7 @@ for name in ("gradient_penalty", "r1_penalty"):
     np.testing.assert_allclose(value.numpy(), one_logs[name].numpy(), rtol=1e-5)
 print("ok")
 """
-  result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=HANG_TIMEOUT_S)
-  assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+  run_script_ok(script)
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])

@@ -60,22 +60,23 @@ def read_run_spec(path: str) -> dict:
   return {**family.spec_defaults, **spec}
 
 
-def recorded_precision(workdir: str) -> Optional[dict]:
-  """The precision record (`precision.Resolution.to_json()`) of the run in `workdir`, if any."""
+def _recorded(workdir: str, key: str):
+  """run_spec.json's `key` in `workdir`, or None (no file, unreadable, or no such key)."""
   try:
     with open(os.path.join(workdir, RUN_SPEC)) as f:
-      return json.load(f).get(PRECISION_KEY)
+      return json.load(f).get(key)
   except (OSError, ValueError, AttributeError):
     return None
+
+
+def recorded_precision(workdir: str) -> Optional[dict]:
+  """The precision record (`precision.Resolution.to_json()`) of the run in `workdir`, if any."""
+  return _recorded(workdir, PRECISION_KEY)
 
 
 def recorded_class_names(workdir: str) -> Optional[list]:
   """The class names recorded in `workdir`'s run_spec.json, if any."""
-  try:
-    with open(os.path.join(workdir, RUN_SPEC)) as f:
-      return json.load(f).get(CLASS_NAMES_KEY)
-  except (OSError, ValueError, AttributeError):
-    return None
+  return _recorded(workdir, CLASS_NAMES_KEY)
 
 
 def check_workdir(config, spec) -> None:
