@@ -35,6 +35,7 @@ REPORT_PATHS = 5
 # --cache=memory refuses a split whose decoded images need more than this fraction of the RAM.
 MAX_MEMORY_FRACTION = 0.5
 _CACHE_VERSION = 1
+_RECORD_FEATURES = {"image": tf.io.FixedLenFeature([], tf.string)}
 
 
 class FolderError(ValueError):
@@ -109,6 +110,12 @@ class FolderData:
   def num_examples(self) -> int:
     return len(self.files)
 
+  def digest(self) -> str:
+    """16 hex digits of SHA-256 over the directory, the image files and the preprocessing."""
+    text = "\n".join((os.path.abspath(self.directory), self.resize, str(self.image_size),
+                      str(self.channels)) + self.files)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
   def report(self) -> str:
     """One line on what was found, plus a short block on the files that were skipped."""
     classes = (f" in {len(self.class_names)} classes ({', '.join(self.class_names)})"
@@ -130,7 +137,7 @@ class FolderData:
       return tf.data.Dataset.from_tensor_slices(self.images)
     if self.record_path is not None:
       def parse(record):
-        example = tf.io.parse_single_example(record, {"image": tf.io.FixedLenFeature([], tf.string)})
+        example = tf.io.parse_single_example(record, _RECORD_FEATURES)
         image = tf.reshape(tf.io.decode_raw(example["image"], tf.uint8), [size, size, -1])
         return tf.ensure_shape(preprocess.to_channels(image, channels), [size, size, channels])
       return tf.data.TFRecordDataset(self.record_path).map(
