@@ -152,18 +152,22 @@ class FolderData:
         decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def _decode(path: str):
-  """uint8 [H, W, 1 or 3] (alpha dropped), or None if the file does not decode as an image."""
-  try:
-    with open(path, "rb") as f:
-      contents = f.read()
-    image = tf.io.decode_image(contents, channels=0, expand_animations=False)
-    if image.shape[0] == 0 or image.shape[1] == 0:
-      return None
-    channels = int(image.shape[-1])
-    return image[..., :channels - 1] if channels in (2, 4) else image
-  except (OSError, tf.errors.OpError):
-    return None
+def _decoded(directory: str, files):
+  """(index, uint8 [H, W, 1 or 3] with alpha dropped, has colour) of each of `files` that
+  decodes, in order. Files that do not are left out quietly (`ignore_errors`): the caller
+  reports them once, by the indices missing."""
+
+  def decode(index, path):
+    image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
+    have = tf.shape(image)[-1]
+    image = image[..., :have - (1 - have % 2)]  # Drops the alpha channel of 2 and 4.
+    return index, image, tf.reduce_any(tf.not_equal(image, image[..., :1]))
+
+  paths = [os.path.join(directory, relative) for relative in files]
+  indices = tf.range(len(paths), dtype=tf.int64)
+  decoded = tf.data.Dataset.from_tensor_slices((indices, paths)).map(
+      decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return decoded.ignore_errors().prefetch(tf.data.AUTOTUNE)
 
 
 def _cache_key(directory, files, image_size, channels, mode) -> str:
@@ -253,11 +257,15 @@ def _decode_all(directory, files, ignored, image_size, channels, mode, cache, re
     temporary = f"{record_path}.tmp{os.getpid()}"
     writer = tf.io.TFRecordWriter(temporary)
   try:
-    for number, relative in enumerate(files, 1):
-      if number % PROGRESS_EVERY == 0:
-        say(f"Decoded {number}/{len(files)} files ({100 * number // len(files)}%)")
-      image = _decode(os.path.join(directory, relative))
-      if image is None:
+    expected = 0
+    for index, image, has_colour in _decoded(directory, files):
+      index = int(index)
+      unreadable.extend(files[expected:index])
+      expected = index + 1
+      relative = files[index]
+      if expected // PROGRESS_EVERY > index // PROGRESS_EVERY:
+        say(f"Decoded {expected}/{len(files)} files ({100 * expected // len(files)}%)")
+      if 0 in image.shape:
         unreadable.append(relative)
         continue
       shape = tuple(int(d) for d in image.shape)
@@ -272,10 +280,7 @@ def _decode_all(directory, files, ignored, image_size, channels, mode, cache, re
                             "(e.g. 64)")
         image_size = shape[0]
       shapes.add(shape)
-      if shape[-1] == 3 and not colour:
-        pixels = image.numpy()
-        colour = bool(np.any(pixels[..., 0] != pixels[..., 1])
-                      or np.any(pixels[..., 1] != pixels[..., 2]))
+      colour = colour or bool(has_colour)
       readable.append(relative)
       if cache == "none":
         continue
@@ -288,6 +293,7 @@ def _decode_all(directory, files, ignored, image_size, channels, mode, cache, re
                 value=[pixels.tobytes()]))})).SerializeToString())
       else:
         kept.append(pixels)
+    unreadable.extend(files[expected:])
   except BaseException:
     if writer is not None:
       writer.close()
