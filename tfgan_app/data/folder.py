@@ -262,8 +262,6 @@ def load(path: str, split: str, image_size: Optional[int] = None, channels: Opti
         print(data.report(), file=sys.stderr if data.unreadable else sys.stdout, flush=True)
         say(f"Decoded images from the cache {record_path}")
       return data
-  elif cache == "memory" and image_size is not None:
-    _check_memory(len(files), image_size, directory)
   data = _decode_all(directory, files, ignored, image_size, channels, resize, cache,
                      record_path if cache == "disk" else None, say)
   if verbose:
@@ -276,6 +274,8 @@ def _decode_all(directory, files, ignored, image_size, channels, mode, cache, re
   size_from_images = image_size is None
   if size_from_images:
     image_size = _first_size(directory, files) or 1
+  if cache == "memory":
+    _check_memory(len(files), image_size, directory)
   # Without --channels every image is made RGB; if none has colour, channel 0 is kept at the
   # end, which is exact: tiling commutes with the per-channel resize, and the luma of
   # R = G = B is R after rounding (0.2989 + 0.5870 + 0.1140 = 0.9999).
