@@ -1,12 +1,17 @@
 """Training data as a `tf.data` pipeline: images (float32 NHWC in [-1, 1]) or toy points.
 
---dataset is a TFDS image dataset (mnist, cifar10, ...) or one of the toy distributions of
+--dataset is a TFDS image dataset (mnist, cifar10, ...), a folder of image files (folder:PATH,
+`tfgan_app.data.folder`), or one of the toy distributions of
 `tfgan_app.toy.distributions` (ring8, grid25, gaussian1d: float32 points [B, D], sampled fresh every
 step; --split, --image_size's default, --cache, --shuffle_buffer, --download and --data_dir do
 not apply to them, and --image_size is refused).
 
+Images of TFDS datasets and folders alike are brought to --image_size and --channels by
+`tfgan_app.data.preprocess` (--resize crop, pad or stretch).
+
 The stream is a pure function of (seed, start_step): for images, epoch e is the split shuffled
-with a seed derived from (seed, e); for toy points, step s draws from a stateless seed derived
+with a seed derived from (seed, e) (and --random_flip flips example i by a stateless draw from
+(seed, i)); for toy points, step s draws from a stateless seed derived
 from (seed, s). A run that resumes at step s starts exactly where step s of an uninterrupted run
 would. That is what makes resume exact without checkpointing an iterator that `keras.Model.fit`
 owns.
@@ -88,6 +93,20 @@ class PointDatasetInfo:
 
 def is_point_dataset(info) -> bool:
   return isinstance(info, PointDatasetInfo)
+
+
+def is_folder(name: str) -> bool:
+  """Whether --dataset names an image folder (folder:PATH)."""
+  return folder_lib.is_folder(name)
+
+
+def cache_name(info: ImageDatasetInfo) -> str:
+  """A file-name-safe name of the dataset's images, for caches of values computed from them:
+  the TFDS name, or for a folder its base name and a digest of its path and file list."""
+  if info.folder is None:
+    return info.name
+  base = os.path.basename(os.path.normpath(info.folder.directory))
+  return "".join(c if c.isalnum() else "_" for c in f"folder_{base}_{info.folder.digest()}")
 
 
 def _builder(name: str, data_dir: Optional[str]):
