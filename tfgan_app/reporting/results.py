@@ -50,8 +50,8 @@ from tfgan_app.common import atomic
 from tfgan_app.data import folder as folder_lib
 from tfgan_app.evaluation import classifier as classifier_lib
 from tfgan_app.exporting import loader
-from tfgan_app.reporting import page as page_lib
-from tfgan_app.reporting.page import CIFAR10, MNIST, TOY, render_page  # pylint: disable=unused-import
+# The kinds and the renderer, also reached here by the command and the tests.
+from tfgan_app.reporting.page import CIFAR10, MNIST, TOY, render_page
 
 
 DEFAULT_NUM_SAMPLES = loader.DEFAULT_NUM_SAMPLES
