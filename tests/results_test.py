@@ -2,12 +2,13 @@
 
 import json
 import os
+import shutil
 
 import pytest
 
 from tfgan_app import results as results_command
 from tfgan_app.reporting import results
-from conftest import tfds_data_dir
+from conftest import REPO_ROOT, tfds_data_dir
 
 
 def _record(name, kind, **values):
@@ -206,6 +207,43 @@ def test_cifar10_classifier_of_another_dataset_is_refused(tmp_path):
   (classifier / "classifier.json").write_text(json.dumps(
       {"dataset": f"folder:{tmp_path}/../{tmp_path.name}/images"}))
   assert results.check_cifar10_classifier(str(classifier), f"folder:{tmp_path}/images")
+
+
+def test_cifar10_run_on_a_folder_is_measured_with_its_classifier(tmp_path, capsys,
+                                                                 monkeypatch):
+  # A three-class folder of CIFAR-10 JPEGs, a classifier of one epoch on it, two GAN steps.
+  from tfgan_app.evaluation import classifier  # pylint: disable=import-outside-toplevel
+  source = os.path.join(REPO_ROOT, "..", "shared", "images", "cifar10_jpeg")
+  if not os.path.isdir(source):
+    pytest.fail(f"the offline CIFAR-10 JPEGs are not under {source}")
+  folder = tmp_path / "images"
+  for split, count in (("train", 32), ("test", 8)):
+    for name in ("airplane", "cat", "ship"):
+      os.makedirs(folder / split / name)
+      for file in sorted(os.listdir(os.path.join(source, split, name)))[:count]:
+        shutil.copy(os.path.join(source, split, name, file), folder / split / name / file)
+  dataset = f"folder:{folder}"
+  report = classifier.train_classifier(dataset, None, str(tmp_path / "classifier"), epochs=1,
+                                       batch_size=32, compute_dtype="float32", download=False)
+  monkeypatch.setenv("TFGAN_APP_CACHE_DIR", str(tmp_path / "cache"))
+  tiny = ["--train_steps=2", "--batch_size=8", "--latent_dim=8", "--g_filters=8",
+          "--d_filters=8", "--mixed_precision=float32", "--num_sample_images=4"]
+  argv = ["results", f"--workdir={tmp_path / 'runs'}", f"--out_dir={tmp_path / 'docs'}",
+          "--runs=cifar10", f"--cifar10_classifier={tmp_path / 'classifier'}",
+          f"--cifar10_dataset={dataset}", "--num_samples=100",
+          *(f"--train_flag={flag}" for flag in tiny)]
+  assert results_command.main(argv) == 0
+  [record] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["runs"]
+  assert record["kind"] == results.CIFAR10 and record["step"] == 2
+  assert record["command"] == f"configs/cifar10.cfg --dataset={dataset} {' '.join(tiny)}"
+  assert record["fid"] > 0 and 1.0 <= record["is"] <= 3.0
+  assert 0.0 <= record["confident_fraction"] <= 1.0
+  assert record["rarest_class"] in ("airplane", "cat", "ship")
+  assert record["classifier_test_accuracy"] == report["test_accuracy"]
+  page = (tmp_path / "docs" / "results.md").read_text()
+  assert "## CIFAR-10" in page and f"| {record['fid']:.1f} | {record['is']:.2f} |" in page
+  with open(tmp_path / "docs" / "results" / "cifar10.png", "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_unknown_run_is_refused(capsys):
