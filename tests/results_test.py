@@ -82,6 +82,26 @@ def test_every_run_names_an_existing_config():
   assert {run.kind for run in results.RUNS} == {results.MNIST, results.CIFAR10, results.TOY}
 
 
+@pytest.mark.parametrize("run", results.RUNS, ids=lambda run: run.name)
+def test_every_run_parses_into_a_valid_training_config(run):
+  from tfgan_app.training import flags as app_flags  # pylint: disable=import-outside-toplevel
+  path = os.path.join(results.CONFIGS_DIR, run.config)
+  if not os.path.isfile(path):
+    pytest.skip(f"{run.config} is missing (test_every_run_names_an_existing_config fails)")
+  app_flags.FLAGS.unparse_flags()
+  try:
+    app_flags.FLAGS(["train", f"--flagfile={path}",
+                     *results.run_flags(run, "folder:/data/cifar10_jpeg")])
+    config = app_flags.config_from_flags()
+  finally:
+    app_flags.FLAGS.unparse_flags()
+  assert config.train_steps > 0
+  if run.kind == results.CIFAR10:
+    assert config.dataset == "folder:/data/cifar10_jpeg"
+  if run.name == "ring8_wasserstein_gp":
+    assert (config.loss, config.gradient_penalty, config.d_steps) == ("wasserstein", 10.0, 5)
+
+
 @pytest.fixture(scope="module")
 def tiny_classifier(tmp_path_factory):
   from tfgan_app.evaluation import classifier  # pylint: disable=import-outside-toplevel
