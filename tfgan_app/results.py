@@ -1,7 +1,7 @@
 """Makes the results page: `python -m tfgan_app.results [--workdir=runs/results] [--out_dir=docs]`.
 
 Trains the reference runs, measures them and writes docs/results.md, docs/results.json and the
-images (`tfgan_app.reporting.results`).
+images (`tfgan_app.reporting.results`); `--runs=a,b` remakes those rows and keeps the others.
 """
 
 import json
@@ -25,6 +25,15 @@ def define_flags(flag_values) -> None:
   flags.DEFINE_string("classifier", None,
                       "MNIST classifier export (python -m tfgan_app.classifier). Default: "
                       "<workdir>/classifier, trained there when missing.",
+                      flag_values=flag_values)
+  flags.DEFINE_string("cifar10_classifier", None,
+                      "CIFAR-10 classifier export, required by the cifar10 run and never trained "
+                      "here (it takes long): python -m tfgan_app.classifier "
+                      "--dataset=folder:../shared/images/cifar10_jpeg --out=DIR.",
+                      flag_values=flag_values)
+  flags.DEFINE_string("cifar10_dataset", results.DEFAULT_CIFAR10_DATASET,
+                      "The cifar10 run's data: passed to its training as --dataset and read as "
+                      "the real images (test split) of FID: a TFDS name or folder:PATH.",
                       flag_values=flag_values)
   flags.DEFINE_string("data_dir", None,
                       "TFDS data directory. Default: TFDS's own, which honours TFDS_DATA_DIR.",
@@ -56,7 +65,9 @@ def main(argv) -> int:
   try:
     result = results.make_results(values.workdir, values.out_dir, runs, values.classifier,
                                   values.data_dir, values.num_samples, values.train_flag,
-                                  command=command)
+                                  command=command,
+                                  cifar10_classifier=values.cifar10_classifier,
+                                  cifar10_dataset=values.cifar10_dataset)
   except results.ResultsError as error:
     print(f"{_PROGRAM}: error: {error}", file=sys.stderr)
     return 1

@@ -1,8 +1,8 @@
 r"""The results page: trains the reference runs, measures them, writes a Markdown table and images.
 
   python -m tfgan_app.results --workdir=runs/results --out_dir=docs
-  # about 35 minutes on the 2-core reference CPU; writes docs/results.md, docs/results.json and
-  # docs/results/<run>.png
+  # about 35 minutes on the 2-core reference CPU for the MNIST and ring8 runs; writes
+  # docs/results.md, docs/results.json and docs/results/<run>.png
 
 Runs (each `python -m tfgan_app.train --flagfile=configs/<config>.cfg` into <workdir>/<run>):
   MNIST, measured with FID and IS (`tfgan_app.evaluate`: the project's MNIST classifier,
@@ -10,19 +10,31 @@ Runs (each `python -m tfgan_app.train --flagfile=configs/<config>.cfg` into <wor
     gmm         configs/gmm_mnist.cfg   the maximum-likelihood baseline (Gaussian mixture, EM)
     gan_mnist   configs/gan_mnist.cfg   the original GAN (MLPs)
     dcgan       configs/dcgan.cfg       DCGAN
-  ring8, measured with `tfgan_app.toy_metrics` (modes covered, high-quality fraction, KL):
+  CIFAR-10, measured the same way with the project's CIFAR-10 classifier (--cifar10_classifier,
+  a `python -m tfgan_app.classifier --dataset=cifar10` export; never trained here, it takes long):
+    cifar10     configs/cifar10.cfg     DCGAN, on --cifar10_dataset (TFDS cifar10 or folder:PATH)
+  Toy datasets, measured with `tfgan_app.toy_metrics` (modes covered, high-quality fraction, KL),
+  one table per dataset:
     ring8_minimax                    configs/ring8.cfg --loss=minimax
     ring8_non_saturating             configs/ring8.cfg
     ring8_minibatch_discrimination   configs/ring8.cfg --minibatch_discrimination
+    ring8_hinge                      configs/ring8.cfg --loss=hinge
+    ring8_least_squares              configs/ring8.cfg --loss=least_squares
+    ring8_wasserstein_gp             configs/ring8.cfg --loss=wasserstein --gradient_penalty=10
+                                     --d_steps=5 --g_lr=0.001 --d_lr=0.001 --beta2=0.9
+                                     --train_steps=6000
+    grid25                           configs/grid25.cfg
 
 A finished run is reused (training says so and exits), so running the command again only
 re-measures and rewrites the page; an interrupted one resumes. The MNIST classifier is
 --classifier, or trained into <workdir>/classifier when that does not exist yet (about a minute).
-`--runs` picks a subset; `--train_flag` (repeatable) is appended to every training command, e.g.
+`--runs` picks a subset: their records replace their old ones in <out_dir>/results.json, the
+other runs' records are kept (each with its own date) and the page shows all of them.
+`--train_flag` (repeatable) is appended to every training command, e.g.
 `--train_flag=--train_steps=200` for a quick look (the page then records those flags).
 
-The last stdout line is one JSON object: {"page": ..., "runs": [...]} with every measurement.
-Errors: one line on stderr naming what failed, exit status 1 (2 for a bad command line).
+The last stdout line is one JSON object: {"page": ..., "runs": [...]} with every record on the
+page. Errors: one line on stderr naming what failed, exit status 1 (2 for a bad command line).
 """
 
 import dataclasses
@@ -30,24 +42,27 @@ import datetime
 import glob
 import json
 import os
-import platform
-import shutil
 import subprocess
 import sys
 from typing import Optional, Sequence
 
+from tfgan_app.common import atomic
+from tfgan_app.data import folder as folder_lib
 from tfgan_app.evaluation import classifier as classifier_lib
 from tfgan_app.exporting import loader
+# The kinds and the renderer, also reached here by the command and the tests.
+from tfgan_app.reporting.page import CIFAR10, MNIST, TOY, render_page
 
 
-MNIST = "mnist"
-TOY = "ring8"
 DEFAULT_NUM_SAMPLES = loader.DEFAULT_NUM_SAMPLES
+DEFAULT_CIFAR10_DATASET = "cifar10"
 _ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))  # Holds tfgan_app/.
 CONFIGS_DIR = os.path.join(_ROOT, "configs")
 PAGE = "results.md"
 RECORDS = "results.json"
 IMAGES_DIR = "results"
+# Kinds that older pages' records used for toy runs: the kind was the dataset.
+_LEGACY_TOY_KINDS = ("ring8",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +70,7 @@ class Run:
   name: str  # Workdir and image name.
   title: str  # Row label on the page.
   config: str  # File name under configs/.
-  kind: str  # MNIST or TOY: which measurements apply.
+  kind: str  # MNIST, CIFAR10 or TOY: which measurements apply.
   flags: tuple = ()  # Added to the config's flags.
 
 
@@ -63,10 +78,18 @@ RUNS = (
     Run("gmm", "Gaussian mixture, maximum likelihood (50 components)", "gmm_mnist.cfg", MNIST),
     Run("gan_mnist", "GAN, MLPs (Goodfellow et al. 2014)", "gan_mnist.cfg", MNIST),
     Run("dcgan", "DCGAN (Radford et al. 2016)", "dcgan.cfg", MNIST),
+    Run("cifar10", "DCGAN (Radford et al. 2016)", "cifar10.cfg", CIFAR10),
     Run("ring8_minimax", "minimax G loss", "ring8.cfg", TOY, ("--loss=minimax",)),
     Run("ring8_non_saturating", "non-saturating G loss", "ring8.cfg", TOY),
     Run("ring8_minibatch_discrimination", "non-saturating + minibatch discrimination",
         "ring8.cfg", TOY, ("--minibatch_discrimination",)),
+    Run("ring8_hinge", "hinge loss (Lim & Ye 2017)", "ring8.cfg", TOY, ("--loss=hinge",)),
+    Run("ring8_least_squares", "least-squares loss (Mao et al. 2017)", "ring8.cfg", TOY,
+        ("--loss=least_squares",)),
+    Run("ring8_wasserstein_gp", "Wasserstein + gradient penalty 10 (Gulrajani et al. 2017)",
+        "ring8.cfg", TOY, ("--loss=wasserstein", "--gradient_penalty=10", "--d_steps=5",
+                           "--g_lr=0.001", "--d_lr=0.001", "--beta2=0.9", "--train_steps=6000")),
+    Run("grid25", "non-saturating G loss", "grid25.cfg", TOY),
 )
 RUN_NAMES = tuple(run.name for run in RUNS)
 
@@ -75,9 +98,19 @@ class ResultsError(RuntimeError):
   """A run failed to train or to be measured; the message names it."""
 
 
+def run_flags(run: Run, cifar10_dataset: str = DEFAULT_CIFAR10_DATASET) -> tuple:
+  """The flags `run` adds to its config: its own, and --dataset for CIFAR-10 off the default."""
+  if run.kind == CIFAR10 and cifar10_dataset != DEFAULT_CIFAR10_DATASET:
+    return (*run.flags, f"--dataset={cifar10_dataset}")
+  return run.flags
+
+
 def train_run(run: Run, workdir: str, data_dir: Optional[str], train_flags: Sequence[str],
-              configs_dir: str = CONFIGS_DIR) -> str:
+              configs_dir: str = CONFIGS_DIR, flags: Optional[Sequence[str]] = None) -> str:
   """Trains (or resumes, or finds finished) one run with the real entry point.
+
+  Args:
+    flags: the run's flags (`run_flags`); None: `run.flags`.
 
   Returns:
     The newest export version directory of the run.
@@ -88,7 +121,8 @@ def train_run(run: Run, workdir: str, data_dir: Optional[str], train_flags: Sequ
   run_dir = os.path.join(workdir, run.name)
   command = [sys.executable, "-m", "tfgan_app.train",
              f"--flagfile={os.path.join(configs_dir, run.config)}", f"--workdir={run_dir}",
-             *run.flags, *([f"--data_dir={data_dir}"] if data_dir else []), *train_flags]
+             *(run.flags if flags is None else flags),
+             *([f"--data_dir={data_dir}"] if data_dir else []), *train_flags]
   print(f"[{run.name}] {' '.join(command[1:])}", flush=True)
   # The training's own output (progress, its one-line errors) goes straight to ours.
   # tfgan_app importable from any working directory (relative paths stay the user's).
@@ -127,128 +161,175 @@ def ensure_classifier(path: str, data_dir: Optional[str]) -> str:
   return path
 
 
-def measure_mnist(export_path: str, classifier: str, num_samples: int,
-                  data_dir: Optional[str]) -> dict:
-  """FID and IS (tfgan_app.evaluate), confident fraction (tfgan_app.sample_quality)."""
+def _dataset_key(dataset: str) -> str:
+  """`dataset` with a folder's path resolved: the same folder named two ways is one dataset."""
+  if dataset.startswith(folder_lib.PREFIX):
+    return folder_lib.PREFIX + os.path.realpath(dataset[len(folder_lib.PREFIX):])
+  return dataset
+
+
+def check_cifar10_classifier(path: Optional[str], dataset: str) -> dict:
+  """The metadata (`classifier.json`) of the CIFAR-10 classifier export at `path`.
+
+  Checked before any training, since the CIFAR-10 run itself takes half an hour or more; the
+  classifier is never trained here (hours on a CPU).
+
+  Raises:
+    ResultsError: no path, no classifier export there, or one trained on another dataset; the
+      message names --cifar10_classifier and the command that trains one.
+  """
+  hint = (f"train one with python -m tfgan_app.classifier --dataset={dataset} --out=DIR (it "
+          "takes long) and pass --cifar10_classifier=DIR")
+  if not path:
+    raise ResultsError(f"the cifar10 run needs --cifar10_classifier (a CIFAR-10 classifier "
+                       f"export); {hint}")
+  metadata_path = os.path.join(path, classifier_lib.METADATA_FILE)
+  if not (os.path.isfile(os.path.join(path, "saved_model.pb")) and
+          os.path.isfile(metadata_path)):
+    raise ResultsError(f"--cifar10_classifier={path} holds no classifier export "
+                       f"(saved_model.pb and {classifier_lib.METADATA_FILE}); {hint}")
+  try:
+    with open(metadata_path) as f:
+      metadata = json.load(f)
+  except (OSError, ValueError) as error:
+    raise ResultsError(f"--cifar10_classifier={path}: unreadable "
+                       f"{classifier_lib.METADATA_FILE} ({error}); {hint}") from error
+  trained_on = metadata.get("dataset")
+  if trained_on and _dataset_key(trained_on) != _dataset_key(dataset):
+    raise ResultsError(f"--cifar10_classifier={path} was trained on {trained_on}, not on "
+                       f"--cifar10_dataset={dataset}; {hint}")
+  return metadata
+
+
+def measure_classified(export_path: str, classifier: str, num_samples: int, dataset: str,
+                       data_dir: Optional[str], class_names: Sequence[str] = ()) -> dict:
+  """FID and IS (tfgan_app.evaluate, against `dataset`'s test split), confident fraction and
+  rarest class (tfgan_app.sample_quality), all through the domain classifier `classifier`."""
   # pylint: disable=import-outside-toplevel
   from tfgan_app.evaluation import evaluator as evaluate
   from tfgan_app.evaluation import sample_quality
   record = evaluate.evaluate(evaluate.load_saved_model_generator(export_path),
                              classifier_spec=classifier, metrics=("fid", "is"),
-                             num_samples=num_samples, dataset=MNIST, data_dir=data_dir)
+                             num_samples=num_samples, dataset=dataset, data_dir=data_dir)
   quality = sample_quality.measure_sample_quality(export_path, classifier,
                                                   num_samples=num_samples)
-  return {"fid": record["fid"], "is": record["is"],
-          "confident_fraction": quality["confident_fraction"],
-          "min_class_fraction": quality["min_class_fraction"]}
+  measured = {"fid": record["fid"], "is": record["is"],
+              "confident_fraction": quality["confident_fraction"],
+              "min_class_fraction": quality["min_class_fraction"]}
+  fractions = quality["class_fractions"]
+  if len(class_names) == len(fractions):
+    measured["rarest_class"] = class_names[fractions.index(min(fractions))]
+  return measured
+
+
+def measure_mnist(export_path: str, classifier: str, num_samples: int,
+                  data_dir: Optional[str]) -> dict:
+  """`measure_classified` on MNIST."""
+  return measure_classified(export_path, classifier, num_samples, MNIST, data_dir)
 
 
 def measure_toy(export_path: str, num_samples: int) -> dict:
+  """Modes covered, high-quality fraction and KL against the dataset the export records."""
   from tfgan_app.toy import metrics as toy_metrics  # pylint: disable=import-outside-toplevel
   record = toy_metrics.measure_export(export_path, num_samples)
-  return {key: record[key] for key in ("modes_covered", "num_modes", "high_quality_fraction",
-                                       "kl")}
+  return {key: record[key] for key in ("dataset", "modes_covered", "num_modes",
+                                       "high_quality_fraction", "kl")}
 
 
 def _step(export_path: str) -> int:
   return int(os.path.basename(export_path))
 
 
-def render_page(records: Sequence[dict], command: str, num_samples: int) -> str:
-  """The Markdown page: how it was made, the two tables, the images."""
-  mnist = [record for record in records if record["kind"] == MNIST]
-  toy = [record for record in records if record["kind"] == TOY]
-  lines = [
-      "# Results",
-      "",
-      "Produced by one command (its output replaces this page, `results.json` and the images "
-      "under `results/`):",
-      "",
-      f"    {command}",
-      "",
-      f"Made on {records[0]['date'] if records else ''} on {platform.machine()} with "
-      f"{os.cpu_count()} CPU cores; every number measured on {num_samples:,} samples of the "
-      "exported generator (latents from numpy `default_rng(0)`).",
-  ]
-  if mnist:
-    lines += [
-        "",
-        "## MNIST: maximum likelihood against GANs",
-        "",
-        "FID and IS use the project's MNIST classifier (`python -m tfgan_app.classifier`), not "
-        "Inception, so they are comparable with each other, not with published Inception "
-        "numbers: FID against the test split's features (lower is better), IS over its 10 "
-        "classes (at most 10). *Confident* is the fraction of samples the classifier reads "
-        "with probability above 0.9 (`python -m tfgan_app.sample_quality`), *rarest digit* the "
-        "smallest share of any class among the samples.",
-        "",
-        "| Model | Config | Steps | FID ↓ | IS ↑ | Confident ↑ | Rarest digit |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for record in mnist:
-      lines.append(
-          f"| {record['title']} | `{record['command']}` | {record['step']:,} | "
-          f"{record['fid']:.1f} | {record['is']:.2f} | {record['confident_fraction']:.1%} | "
-          f"{record['min_class_fraction']:.1%} |")
-  if toy:
-    lines += [
-        "",
-        "## ring8: mode coverage by generator loss",
-        "",
-        "Eight Gaussians (standard deviation 0.02) on a circle of radius 2. A mode is covered "
-        "when at least 1% of the samples lie within 3 standard deviations of its centre; "
-        "*high quality* is the fraction within 3 standard deviations of some centre; KL is "
-        "between the samples' histogram and the true one (`python -m tfgan_app.toy_metrics`).",
-        "",
-        "| Generator objective | Config | Steps | Modes covered | High quality | KL (nats) |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for record in toy:
-      lines.append(
-          f"| {record['title']} | `{record['command']}` | {record['step']:,} | "
-          f"{record['modes_covered']} / {record['num_modes']} | "
-          f"{record['high_quality_fraction']:.1%} | {record['kl']:.3f} |")
-  lines += ["", "## Samples", ""]
+def read_records(path: str) -> list:
+  """The records of an earlier page (`results.json`); [] when there is none.
+
+  Records of older pages are brought up to date: a toy run's kind was its dataset.
+
+  Raises:
+    ResultsError: the file exists but is not a JSON list of records.
+  """
+  if not os.path.exists(path):
+    return []
+  try:
+    with open(path) as f:
+      records = json.load(f)
+    if not (isinstance(records, list) and
+            all(isinstance(record, dict) and "name" in record for record in records)):
+      raise ValueError("not a list of records with names")
+  except (OSError, ValueError) as error:
+    raise ResultsError(f"{path} is not a results file ({error}); move it away to start a "
+                       "new page") from error
   for record in records:
-    if record.get("image"):
-      caption = ("fixed latents at the last step" if record["kind"] == MNIST else
-                 "generated (red) and real (green) points over D's decision surface")
-      lines += [f"**{record['title']}** ({caption}):", "",
-                f"![{record['name']}]({record['image']})", ""]
-  return "\n".join(lines).rstrip() + "\n"
+    if record.get("kind") in _LEGACY_TOY_KINDS:
+      record["dataset"] = record.get("dataset", record["kind"])
+      record["kind"] = TOY
+  return records
+
+
+def merge_records(previous: Sequence[dict], made: Sequence[dict]) -> list:
+  """The page's records: `made` replacing `previous` ones of the same run, in RUNS order.
+
+  Records of runs that RUNS no longer has are dropped.
+  """
+  by_name = {record["name"]: record for record in previous}
+  by_name.update((record["name"], record) for record in made)
+  return [by_name[name] for name in RUN_NAMES if name in by_name]
 
 
 def make_results(workdir: str, out_dir: str, runs: Sequence[Run] = RUNS,
                  classifier: Optional[str] = None, data_dir: Optional[str] = None,
                  num_samples: int = DEFAULT_NUM_SAMPLES, train_flags: Sequence[str] = (),
-                 configs_dir: str = CONFIGS_DIR, command: str = "") -> dict:
+                 configs_dir: str = CONFIGS_DIR, command: str = "",
+                 cifar10_classifier: Optional[str] = None,
+                 cifar10_dataset: str = DEFAULT_CIFAR10_DATASET) -> dict:
   """Trains or reuses every run, measures it, writes the page, its JSON and its images.
 
+  The records already in `<out_dir>/results.json` of runs not in `runs` stay on the page.
+
+  Args:
+    cifar10_classifier: CIFAR-10 classifier export, required when `runs` has the cifar10 run.
+    cifar10_dataset: the cifar10 run's training data (`--dataset`) and the evaluation's real
+      data (its test split): a TFDS name or folder:PATH.
+    Others: as the command's flags.
+
   Returns:
-    {"page": path of the Markdown page, "runs": one record per run}.
+    {"page": path of the Markdown page, "runs": every record on the page}.
 
   Raises:
     ResultsError: a run failed; nothing under `out_dir` is changed then.
   """
+  previous = read_records(os.path.join(out_dir, RECORDS))
+  cifar10_metadata = (check_cifar10_classifier(cifar10_classifier, cifar10_dataset)
+                      if any(run.kind == CIFAR10 for run in runs) else {})
   os.makedirs(workdir, exist_ok=True)
   if any(run.kind == MNIST for run in runs):
     classifier = ensure_classifier(classifier or os.path.join(workdir, "classifier"), data_dir)
   records, images = [], {}
   date = datetime.date.today().isoformat()
   for run in runs:
-    export_path = train_run(run, workdir, data_dir, train_flags, configs_dir)
+    flags = run_flags(run, cifar10_dataset)
+    export_path = train_run(run, workdir, data_dir, train_flags, configs_dir, flags)
     print(f"[{run.name}] measuring {export_path}", flush=True)
     try:
       if run.kind == MNIST:
         measured = measure_mnist(export_path, classifier, num_samples, data_dir)
+      elif run.kind == CIFAR10:
+        # The classifier's own spelling of the dataset (checked to be the same one), which the
+        # evaluator compares with its own record.
+        measured = measure_classified(
+            export_path, cifar10_classifier, num_samples,
+            cifar10_metadata.get("dataset") or cifar10_dataset, data_dir,
+            cifar10_metadata.get("class_names") or ())
+        measured["classifier_test_accuracy"] = cifar10_metadata.get("test_accuracy")
       else:
         measured = measure_toy(export_path, num_samples)
     except Exception as error:  # The measuring modules' own errors, named with the run.
       raise ResultsError(f"measuring {run.name} ({export_path}) failed: {error}") from error
-    flag_text = " ".join((*run.flags, *train_flags))
+    flag_text = " ".join((*flags, *train_flags))
     record = {"name": run.name, "title": run.title, "kind": run.kind, "date": date,
               "command": f"configs/{run.config}" + (f" {flag_text}" if flag_text else ""),
-              "export": export_path, "step": _step(export_path), **measured}
+              "export": export_path, "step": _step(export_path), "num_samples": num_samples,
+              **measured}
     image = newest_sample_image(os.path.join(workdir, run.name))
     if image:
       images[run.name] = image
@@ -257,13 +338,14 @@ def make_results(workdir: str, out_dir: str, runs: Sequence[Run] = RUNS,
     print(f"[{run.name}] {json.dumps(measured, sort_keys=True)}", flush=True)
 
   # Written only once every run is measured, so a failure leaves the previous page intact.
+  records = merge_records(previous, records)
   os.makedirs(os.path.join(out_dir, IMAGES_DIR), exist_ok=True)
   for name, image in images.items():
-    shutil.copyfile(image, os.path.join(out_dir, IMAGES_DIR, f"{name}.png"))
+    with open(image, "rb") as f:
+      atomic.write_bytes(os.path.join(out_dir, IMAGES_DIR, f"{name}.png"), f.read())
   page = os.path.join(out_dir, PAGE)
-  with open(page, "w") as f:
-    f.write(render_page(records, command or "python -m tfgan_app.results", num_samples))
-  with open(os.path.join(out_dir, RECORDS), "w") as f:
-    json.dump(records, f, indent=1, sort_keys=True)
-    f.write("\n")
+  atomic.write_text(os.path.join(out_dir, RECORDS),
+                    json.dumps(records, indent=1, sort_keys=True) + "\n")
+  atomic.write_text(page, render_page(records, command or "python -m tfgan_app.results",
+                                      num_samples))
   return {"page": page, "runs": records}
