@@ -147,6 +147,13 @@ def check_out_dir(out_dir: str) -> None:
         f"({', '.join(foreign[:5])}); pass a new or empty directory")
 
 
+def default_out_name(dataset: str) -> str:
+  """The directory name of a dataset's classifier: the dataset, or a folder dataset's name."""
+  if dataset.startswith("folder:"):
+    return os.path.basename(os.path.normpath(dataset[len("folder:"):])) or "folder"
+  return dataset
+
+
 def predict_logits(model: keras.Model, images: np.ndarray) -> np.ndarray:
   """Logits [N, num_classes] of uint8 or [-1, 1] float images, in inference batches."""
   outputs = []
