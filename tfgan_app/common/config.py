@@ -51,8 +51,11 @@ class TrainConfig:
   data_dir: Optional[str] = None
   split: str = "train"
   image_size: Optional[int] = None  # None: the dataset's native size.
+  resize: str = "crop"  # crop, pad or stretch (tfgan_app/data/preprocess.py).
+  channels: Optional[int] = None  # 1 or 3; None: the dataset's (folders: 3 if any colour).
+  random_flip: bool = False
   shuffle_buffer: int = 60_000
-  cache: bool = True
+  cache: str = "memory"  # memory, disk (under <workdir>/data_cache) or none.
   download: bool = True
   # Run.
   workdir: str = "runs/dcgan"
@@ -110,6 +113,11 @@ class TrainConfig:
   eval_num_samples: int = 10_000
   eval_classifier: Optional[str] = None  # None: the dataset's default classifier.
   export_dir: Optional[str] = None  # None: <workdir>/export.
+
+  def __post_init__(self):
+    # flags.cfg files of older runs say --cache or --nocache (a boolean then).
+    if isinstance(self.cache, bool):
+      object.__setattr__(self, "cache", "memory" if self.cache else "none")
 
   @property
   def resolved_export_dir(self) -> str:

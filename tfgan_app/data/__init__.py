@@ -1,2 +1,2 @@
-"""Training data as tf.data streams: TFDS images in [-1, 1] and toy points.
+"""Training data as tf.data streams: TFDS images and image folders in [-1, 1], and toy points.
 """

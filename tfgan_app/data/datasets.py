@@ -1,33 +1,63 @@
 """Training data as a `tf.data` pipeline: images (float32 NHWC in [-1, 1]) or toy points.
 
---dataset is a TFDS image dataset (mnist, cifar10, ...) or one of the toy distributions of
+--dataset is a TFDS image dataset (mnist, cifar10, ...), a folder of image files (folder:PATH,
+`tfgan_app.data.folder`), or one of the toy distributions of
 `tfgan_app.toy.distributions` (ring8, grid25, gaussian1d: float32 points [B, D], sampled fresh every
 step; --split, --image_size's default, --cache, --shuffle_buffer, --download and --data_dir do
 not apply to them, and --image_size is refused).
 
+Images of TFDS datasets and folders alike are brought to --image_size and --channels by
+`tfgan_app.data.preprocess` (--resize crop, pad or stretch).
+
 The stream is a pure function of (seed, start_step): for images, epoch e is the split shuffled
-with a seed derived from (seed, e); for toy points, step s draws from a stateless seed derived
+with a seed derived from (seed, e) (and --random_flip flips example i by a stateless draw from
+(seed, i)); for toy points, step s draws from a stateless seed derived
 from (seed, s). A run that resumes at step s starts exactly where step s of an uninterrupted run
 would. That is what makes resume exact without checkpointing an iterator that `keras.Model.fit`
 owns.
 """
 
 import dataclasses
-from typing import Optional, Tuple
+import os
+from typing import Any, Optional, Tuple, Union
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tfgan_app.data import folder as folder_lib
+from tfgan_app.data import preprocess
 from tfgan_app.toy import distributions as toy_data
 
 # Epochs the stream can run for; effectively unbounded.
 _MAX_EPOCHS = 1 << 30
 # Graph-level seed of the shuffle ops (any fixed non-zero value).
 _DATA_GRAPH_SEED = 20_161_001
+# --cache=disk files of a run: <workdir>/data_cache/.
+CACHE_SUBDIR = "data_cache"
+
+
+def cache_dir(workdir: str) -> str:
+  """Where a run in `workdir` keeps its --cache=disk files."""
+  return os.path.join(workdir, CACHE_SUBDIR)
 
 
 class DatasetError(ValueError):
   """A dataset that cannot be used for training (unknown, not an image dataset, missing)."""
+
+
+CACHE_MODES = folder_lib.CACHE_MODES
+# --cache: memory, disk or none; True and False are the boolean --cache/--nocache of older
+# flags.cfg files (memory and none).
+CacheMode = Union[str, bool]
+
+
+def normalize_cache(cache: CacheMode) -> str:
+  """memory, disk or none from a --cache value (True: memory, False: none)."""
+  if cache is True or cache is False:
+    return "memory" if cache else "none"
+  if cache not in CACHE_MODES:
+    raise DatasetError(f"--cache={cache!r} is not one of {', '.join(CACHE_MODES)}")
+  return cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +68,10 @@ class ImageDatasetInfo:
   num_examples: int
   native_shape: Tuple[Optional[int], Optional[int], int]  # [H, W, C]; H, W None if they vary.
   image_shape: Tuple[int, int, int]  # [H, W, C] after resizing.
+  resize: str = "crop"  # --resize: how images of another size are brought to image_shape.
+  class_names: Optional[Tuple[str, ...]] = None  # Known for folders with class subdirectories.
+  # --dataset=folder:PATH: the decoded split (`folder.FolderData`); None for TFDS.
+  folder: Any = dataclasses.field(default=None, compare=False, repr=False)
 
   @property
   def example_shape(self) -> Tuple[int, ...]:
@@ -61,6 +95,20 @@ def is_point_dataset(info) -> bool:
   return isinstance(info, PointDatasetInfo)
 
 
+def is_folder(name: str) -> bool:
+  """Whether --dataset names an image folder (folder:PATH)."""
+  return folder_lib.is_folder(name)
+
+
+def cache_name(info: ImageDatasetInfo) -> str:
+  """A file-name-safe name of the dataset's images, for caches of values computed from them:
+  the TFDS name, or for a folder its base name and a digest of its path and file list."""
+  if info.folder is None:
+    return info.name
+  base = os.path.basename(os.path.normpath(info.folder.directory))
+  return "".join(c if c.isalnum() else "_" for c in f"folder_{base}_{info.folder.digest()}")
+
+
 def _builder(name: str, data_dir: Optional[str]):
   try:
     return tfds.builder(name, data_dir=data_dir)
@@ -72,19 +120,39 @@ def _builder(name: str, data_dir: Optional[str]):
 
 
 def describe(name: str, split: str, data_dir: Optional[str] = None,
-             image_size: Optional[int] = None) -> ImageDatasetInfo:
-  """Checks that `name` is a TFDS dataset with an `image` feature and describes it.
+             image_size: Optional[int] = None, *, resize: str = "crop",
+             channels: Optional[int] = None, cache: CacheMode = "memory",
+             cache_dir: Optional[str] = None) -> ImageDatasetInfo:
+  """Checks that `name` is a TFDS dataset with an `image` feature (or a folder) and describes it.
+
+  Args:
+    name, split, data_dir: --dataset, --split, --data_dir.
+    image_size: --image_size; None: the native size.
+    resize: --resize (`preprocess.RESIZE_MODES`).
+    channels: --channels, 1 or 3; None: the dataset's (for folders: 3 if any image has colour).
+    cache, cache_dir: --cache and the directory of --cache=disk; they matter only for folders,
+      which are indexed and decoded here, once (`folder.load`).
 
   Raises:
     DatasetError: unknown dataset, no `image` feature, unknown split, or an image size that
-      cannot be resolved.
+      cannot be resolved; for folders also a missing or empty directory.
   """
+  try:
+    preprocess.check_resize(resize)
+  except ValueError as error:
+    raise DatasetError(str(error)) from error
+  if channels is not None and channels not in preprocess.CHANNELS:
+    raise DatasetError(f"--channels={channels} is not one of 1, 3")
+  if folder_lib.is_folder(name):
+    return _describe_folder(name, split, image_size, resize, channels, normalize_cache(cache),
+                            cache_dir)
   builder = _builder(name, data_dir)
   features = builder.info.features
   if "image" not in features or not isinstance(features["image"], tfds.features.Image):
     raise DatasetError(
         f"dataset {name!r} has no 'image' feature (features: {sorted(features.keys())}); "
         "--dataset accepts TFDS image datasets such as mnist, fashion_mnist, cifar10")
+  requested_channels = channels
   height, width, channels = features["image"].shape
   if channels not in (1, 3):
     raise DatasetError(f"dataset {name!r} has {channels}-channel images; accepted: 1 or 3")
@@ -97,7 +165,20 @@ def describe(name: str, split: str, data_dir: Optional[str] = None,
   num_examples = _num_examples(builder, name, split)
   return ImageDatasetInfo(name=name, split=split, num_examples=num_examples,
                           native_shape=(height, width, channels),
-                          image_shape=(image_size, image_size, channels))
+                          image_shape=(image_size, image_size, requested_channels or channels),
+                          resize=resize)
+
+
+def _describe_folder(name, split, image_size, resize, channels, cache, cache_dir):
+  try:
+    found = folder_lib.load(folder_lib.folder_path(name), split, image_size=image_size,
+                            channels=channels, resize=resize, cache=cache, cache_dir=cache_dir)
+  except folder_lib.FolderError as error:
+    raise DatasetError(str(error)) from error
+  return ImageDatasetInfo(
+      name=name, split=split, num_examples=found.num_examples, native_shape=found.native_shape,
+      image_shape=(found.image_size, found.image_size, found.channels), resize=resize,
+      class_names=found.class_names, folder=found)
 
 
 def _num_examples(builder, name, split) -> int:
@@ -113,8 +194,12 @@ def _num_examples(builder, name, split) -> int:
 
 
 def prepare(name: str, split: str, data_dir: Optional[str] = None, image_size=None,
-            download: bool = True):
+            download: bool = True, *, resize: str = "crop", channels: Optional[int] = None,
+            cache: CacheMode = "memory", cache_dir: Optional[str] = None):
   """Makes sure the dataset is on disk (downloading it if allowed) and describes it.
+
+  A folder (--dataset=folder:PATH) is indexed and decoded here, once; `resize`, `channels`,
+  `cache` and `cache_dir` are as in `describe`.
 
   Returns:
     An `ImageDatasetInfo`, or a `PointDatasetInfo` for a toy distribution (which needs no
@@ -129,7 +214,10 @@ def prepare(name: str, split: str, data_dir: Optional[str] = None, image_size=No
                          f"toy distribution of {toy_data.get(name).dim}-D points: drop "
                          "--image_size")
     return PointDatasetInfo(name, toy_data.get(name))
-  info = describe(name, split, data_dir, image_size)
+  options = dict(resize=resize, channels=channels, cache=cache, cache_dir=cache_dir)
+  info = describe(name, split, data_dir, image_size, **options)
+  if info.folder is not None:
+    return info
   builder = _builder(name, data_dir)
   if not builder.is_prepared():
     if not download:
@@ -143,33 +231,41 @@ def prepare(name: str, split: str, data_dir: Optional[str] = None, image_size=No
           f"dataset {name!r} is not in {builder.data_dir_root} and could not be downloaded "
           f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); set "
           "--data_dir or $TFDS_DATA_DIR to a directory that holds it") from error
-    info = describe(name, split, data_dir, image_size)
+    info = describe(name, split, data_dir, image_size, **options)
   return info
 
 
-def _square_resize(image: tf.Tensor, size: int) -> tf.Tensor:
-  """Centre-crops to a square and resizes to [size, size]; keeps uint8."""
-  shape = tf.shape(image)
-  side = tf.minimum(shape[0], shape[1])
-  image = tf.image.resize_with_crop_or_pad(image, side, side)
-  image = tf.image.resize(image, [size, size], method="area", antialias=True)
-  return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-
-
 def load_uint8_images(info: ImageDatasetInfo, data_dir: Optional[str] = None,
-                      cache: bool = True) -> tf.data.Dataset:
-  """The split's images in TFDS's fixed file order, uint8 [H, W, C] at the target size."""
+                      cache: CacheMode = True, cache_dir: Optional[str] = None
+                      ) -> tf.data.Dataset:
+  """The split's images in a fixed order (TFDS's file order, or a folder's sorted paths), uint8
+  [H, W, C] at the target size and channels (`preprocess.preprocess`; untouched when they match).
+
+  A folder's images come from where `prepare` put them (its own --cache); for TFDS, `cache`
+  memory keeps the decoded split in memory, disk in a `tf.data` cache file under `cache_dir`,
+  none decodes every epoch again.
+  """
+  if info.folder is not None:
+    return info.folder.dataset()
+  cache = normalize_cache(cache)
   dataset = tfds.load(info.name, split=info.split, data_dir=data_dir, download=False,
                       shuffle_files=False)
   dataset = dataset.map(lambda example: example["image"], num_parallel_calls=tf.data.AUTOTUNE,
                         deterministic=True)
-  height, width, _ = info.native_shape
-  size = info.image_shape[0]
-  if (height, width) != (size, size):
-    dataset = dataset.map(lambda image: _square_resize(image, size),
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  if cache:
+  if tuple(info.native_shape) != tuple(info.image_shape):
+    size, channels = info.image_shape[0], info.image_shape[2]
+    dataset = dataset.map(
+        lambda image: preprocess.preprocess(image, size, channels, info.resize),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if cache == "memory":
     dataset = dataset.cache()
+  elif cache == "disk":
+    if cache_dir is None:
+      raise DatasetError("--cache=disk needs a cache directory (the run's workdir)")
+    os.makedirs(cache_dir, exist_ok=True)
+    safe = "".join(c if c.isalnum() else "_" for c in f"{info.name}-{info.split}")
+    shape = "x".join(map(str, info.image_shape))
+    dataset = dataset.cache(os.path.join(cache_dir, f"tfds-{safe}-{shape}-{info.resize}"))
   return dataset
 
 
@@ -180,7 +276,8 @@ def to_unit_range(images: tf.Tensor) -> tf.Tensor:
 
 def make_train_dataset(images: tf.data.Dataset, num_examples: int, batch_size: int,
                        d_steps: int = 1, seed: int = 0, start_step: int = 0,
-                       shuffle_buffer: int = 60_000) -> tf.data.Dataset:
+                       shuffle_buffer: int = 60_000,
+                       random_flip: bool = False) -> tf.data.Dataset:
   """The training stream from `start_step` on.
 
   Args:
@@ -191,6 +288,8 @@ def make_train_dataset(images: tf.data.Dataset, num_examples: int, batch_size: i
     seed: data-order seed.
     start_step: training step of the first element (resume).
     shuffle_buffer: shuffle buffer in examples (>= num_examples: a full shuffle).
+    random_flip: mirror each example with probability 1/2, drawn statelessly from (seed, the
+      example's index in the stream) (`preprocess.random_flip`).
 
   Returns:
     A dataset whose elements are tuples of `d_steps` float32 batches [batch_size, H, W, C] in
@@ -215,6 +314,10 @@ def make_train_dataset(images: tf.data.Dataset, num_examples: int, batch_size: i
     return images.shuffle(buffer_size, seed=epoch_seed, reshuffle_each_iteration=False)
 
   stream = tf.data.Dataset.range(first_epoch, _MAX_EPOCHS).flat_map(epoch).skip(offset)
+  if random_flip:
+    stream = stream.enumerate(start=first_example).map(
+        lambda index, image: preprocess.random_flip(image, seed, index),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   stream = stream.batch(batch_size, drop_remainder=True, num_parallel_calls=tf.data.AUTOTUNE,
                         deterministic=True)
   stream = stream.map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -230,14 +333,16 @@ def make_train_dataset(images: tf.data.Dataset, num_examples: int, batch_size: i
 
 
 def training_stream(info, batch_size: int, d_steps: int = 1, seed: int = 0, start_step: int = 0,
-                    data_dir: Optional[str] = None, cache: bool = True,
-                    shuffle_buffer: int = 60_000) -> tf.data.Dataset:
+                    data_dir: Optional[str] = None, cache: CacheMode = True,
+                    shuffle_buffer: int = 60_000, random_flip: bool = False,
+                    cache_dir: Optional[str] = None) -> tf.data.Dataset:
   """The training stream of a prepared dataset from `start_step` on.
 
   Args:
     info: what `prepare` returned.
     Others: as in `make_train_dataset` (images) and `toy_data.make_train_dataset` (points);
-      `data_dir`, `cache` and `shuffle_buffer` apply to images only.
+      `data_dir`, `cache`, `cache_dir` (`load_uint8_images`), `shuffle_buffer` and
+      `random_flip` apply to images only.
 
   Returns:
     Tuples of `d_steps` float32 batches [batch_size, *info.example_shape].
@@ -245,6 +350,7 @@ def training_stream(info, batch_size: int, d_steps: int = 1, seed: int = 0, star
   if is_point_dataset(info):
     return toy_data.make_train_dataset(info.distribution, batch_size, d_steps=d_steps,
                                        seed=seed, start_step=start_step)
-  images = load_uint8_images(info, data_dir, cache=cache)
+  images = load_uint8_images(info, data_dir, cache=cache, cache_dir=cache_dir)
   return make_train_dataset(images, info.num_examples, batch_size, d_steps=d_steps, seed=seed,
-                            start_step=start_step, shuffle_buffer=shuffle_buffer)
+                            start_step=start_step, shuffle_buffer=shuffle_buffer,
+                            random_flip=random_flip)

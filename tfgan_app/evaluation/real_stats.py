@@ -73,7 +73,10 @@ def real_statistics(classifier, dataset: str, split: str, image_shape: Sequence[
   """
   image_shape = tuple(int(d) for d in image_shape)
   try:
-    info = data.prepare(dataset, split, data_dir, image_size=image_shape[0], download=False)
+    # A folder's images are converted to the generator's channels; a TFDS dataset's must match.
+    channels = image_shape[2] if data.is_folder(dataset) else None
+    info = data.prepare(dataset, split, data_dir, image_size=image_shape[0], download=False,
+                        channels=channels)
   except data.DatasetError as error:
     raise EvaluationError(f"real data: {error}") from error
   if info.image_shape != image_shape:
@@ -88,8 +91,8 @@ def real_statistics(classifier, dataset: str, split: str, image_shape: Sequence[
   if classifier.resize != "none":
     resize = f"{resize}; classifier: {classifier.resize}"
   cache_dir = default_cache_dir() if cache_dir is None else cache_dir
-  path = (_cache_path(cache_dir, dataset, split, image_shape, classifier.sha256, num_real,
-                      classifier.resize_method) if cache_dir else None)
+  path = (_cache_path(cache_dir, data.cache_name(info), split, image_shape, classifier.sha256,
+                      num_real, classifier.resize_method) if cache_dir else None)
   common = dict(dataset=dataset, split=split, num_real=num_real, image_shape=image_shape,
                 classifier_sha256=classifier.sha256, resize=resize,
                 resize_method=classifier.resize_method, cache_path=path)

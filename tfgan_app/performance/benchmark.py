@@ -120,7 +120,9 @@ def _our_loop(config, info, policy: str):
     keras.mixed_precision.set_global_policy("float32")
   dataset = data.training_stream(info, config.batch_size, d_steps=config.d_steps,
                                  seed=config.seed, data_dir=config.data_dir, cache=config.cache,
-                                 shuffle_buffer=config.shuffle_buffer)
+                                 shuffle_buffer=config.shuffle_buffer,
+                                 random_flip=config.random_flip,
+                                 cache_dir=data.cache_dir(config.workdir))
   iterator = iter(strategy.experimental_distribute_dataset(dataset))
   model.make_train_function()
   train_function = model.train_function
@@ -140,7 +142,9 @@ def _baseline_loop(config, info):
   loop = tutorial_baseline.TutorialLoop(noise_dim=config.latent_dim)
   dataset = data.training_stream(info, config.batch_size, d_steps=1, seed=config.seed,
                                  data_dir=config.data_dir, cache=config.cache,
-                                 shuffle_buffer=config.shuffle_buffer)
+                                 shuffle_buffer=config.shuffle_buffer,
+                                 random_flip=config.random_flip,
+                                 cache_dir=data.cache_dir(config.workdir))
   iterator = iter(dataset)
 
   def run(steps: int) -> None:
@@ -193,7 +197,9 @@ def run_benchmark(config: config_lib.TrainConfig, options: Options,
     gan_lib.check_update(config.update, config.d_steps)
     _check(config, options)
     info = data.prepare(config.dataset, config.split, config.data_dir, config.image_size,
-                        download=config.download)
+                        download=config.download, resize=config.resize,
+                        channels=config.channels, cache=config.cache,
+                        cache_dir=data.cache_dir(config.workdir))
     models.check_example_shape(config.architecture, info.example_shape)
     _check_baseline(options, info.example_shape)
   except (ValueError, ConfigError) as error:

@@ -35,5 +35,6 @@ def export_from_workdir(workdir: str, export_dir: typing.Optional[str] = None,
       model.sampling_generator, config.latent_dim, config.resolved_export_dir,
       config.model_name, step,
       workdir_lib.export_metadata(config, run.image_shape, step,
-                                  workdir_lib.recorded_precision(workdir)),
+                                  workdir_lib.recorded_precision(workdir),
+                                  workdir_lib.recorded_class_names(workdir)),
       max_samples_per_request=max_samples_per_request, warmup_signatures=warmup_signatures)

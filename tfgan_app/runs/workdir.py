@@ -11,6 +11,7 @@ checks that keep a run from resuming into a workdir of another model.
 import dataclasses
 import json
 import os
+import typing
 from typing import Optional
 
 import tensorflow as tf
@@ -35,6 +36,9 @@ _SPEC_DEFAULTS = {"minibatch_discrimination": False, "g_refine_blocks": 0}
 # Not part of the checkpoint's structure: weights are float32 under every policy, so a run
 # resumes on hardware that resolves --mixed_precision=auto differently.
 PRECISION_KEY = "precision"
+# run_spec.json's and the export metadata's class names of a dataset with classes (a folder's
+# class subdirectories). Not structural either: the unconditional generator does not use them.
+CLASS_NAMES_KEY = "class_names"
 
 
 def run_spec(config: config_lib.TrainConfig, image_shape) -> dict:
@@ -69,6 +73,7 @@ def read_run_spec(path: str) -> dict:
   with open(path) as f:
     spec = json.load(f)
   spec.pop(PRECISION_KEY, None)
+  spec.pop(CLASS_NAMES_KEY, None)
   if spec.get("architecture") == models.GMM:
     return spec  # Its spec has none of the GAN's fields.
   return {**_SPEC_DEFAULTS, **spec}
@@ -79,6 +84,15 @@ def recorded_precision(workdir: str) -> Optional[dict]:
   try:
     with open(os.path.join(workdir, RUN_SPEC)) as f:
       return json.load(f).get(PRECISION_KEY)
+  except (OSError, ValueError, AttributeError):
+    return None
+
+
+def recorded_class_names(workdir: str) -> Optional[list]:
+  """The class names recorded in `workdir`'s run_spec.json, if any."""
+  try:
+    with open(os.path.join(workdir, RUN_SPEC)) as f:
+      return json.load(f).get(CLASS_NAMES_KEY)
   except (OSError, ValueError, AttributeError):
     return None
 
@@ -107,11 +121,13 @@ def check_workdir(config, spec) -> None:
 
 
 def export_metadata(config, image_shape, step: int,
-                    precision_record: Optional[dict] = None) -> dict:
+                    precision_record: Optional[dict] = None,
+                    class_names: Optional[typing.Sequence[str]] = None) -> dict:
   """The export's metadata: `image_shape` [H, W, C] for images, `sample_shape` [D] for points.
 
   `precision_record`: the precision policy the run trained in (requested, policy, reason,
-  hardware: `precision.Resolution.to_json()`), when known.
+  hardware: `precision.Resolution.to_json()`), when known. `class_names`: the training data's
+  classes (`class_names` key), when it has them.
   """
   shape_key = "sample_shape" if toy_data.is_toy(config.dataset) else "image_shape"
   metadata = {"model_name": config.model_name, "step": step, "latent_dim": config.latent_dim,
@@ -120,4 +136,6 @@ def export_metadata(config, image_shape, step: int,
               "flags": dataclasses.asdict(config)}
   if precision_record is not None:
     metadata[PRECISION_KEY] = precision_record
+  if class_names:
+    metadata[CLASS_NAMES_KEY] = list(class_names)
   return metadata

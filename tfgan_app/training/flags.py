@@ -14,6 +14,7 @@ from absl import flags
 
 from tfgan_app.common import cli
 from tfgan_app.common import config as config_lib
+from tfgan_app.data import preprocess
 from tfgan_app.evaluation import metrics
 from tfgan_app.gan import model as gan
 from tfgan_app.hardware import distribute
@@ -28,21 +29,64 @@ RUN_SPEC = workdir_lib.RUN_SPEC
 
 # Data.
 flags.DEFINE_string("dataset", _DEFAULTS.dataset,
-                    "TFDS image dataset name, e.g. mnist, fashion_mnist, cifar10, celeb_a; or a "
-                    "toy distribution of points with a known density (tfgan_app/toy_data.py): "
-                    "ring8, grid25, gaussian1d (fresh samples every step; --split, --cache, "
-                    "--shuffle_buffer, --download and --data_dir are ignored for them).")
+                    "TFDS image dataset name, e.g. mnist, fashion_mnist, cifar10, celeb_a; or "
+                    "folder:PATH, a directory of JPEG/PNG/BMP/GIF files (README, Data: PATH/"
+                    "<split>/ if it exists, else PATH is the train split; first-level "
+                    "subdirectories are classes); or a toy distribution of points with a known "
+                    "density (tfgan_app/toy/distributions.py): ring8, grid25, gaussian1d (fresh "
+                    "samples every step; --split, --cache, --shuffle_buffer, --download and "
+                    "--data_dir are ignored for them).")
 flags.DEFINE_string("data_dir", None,
                     "TFDS data directory. Default: TFDS's own, which honours $TFDS_DATA_DIR.")
 flags.DEFINE_string("split", _DEFAULTS.split,
-                    "TFDS split to train on, e.g. train, test, train[:50%].")
+                    "Split to train on: a TFDS split (train, test, train[:50%]) or a folder's "
+                    "subdirectory.")
 flags.DEFINE_integer("image_size", None,
-                     "Side of the square training images in pixels (28, 32, 64, ...); the image "
-                     "is centre-cropped and resized. Default: the dataset's native size.")
+                     "Side of the square training images in pixels (28, 32, 64, ...); images of "
+                     "another size are brought to it as --resize says. Default: the dataset's "
+                     "native size.")
+flags.DEFINE_enum("resize", _DEFAULTS.resize, list(preprocess.RESIZE_MODES),
+                  "How an image of another size becomes --image_size square: crop (centre "
+                  "square crop), pad (centred on black bars) or stretch (aspect not kept); then "
+                  "an antialiased area resize.")
+flags.DEFINE_enum("channels", None, ["1", "3"],
+                  "Channels of the training images: 1 (grey) or 3 (RGB); images are converted "
+                  "(alpha dropped). Default: the dataset's; folders: 3 if any image has colour.")
+flags.DEFINE_boolean("random_flip", _DEFAULTS.random_flip,
+                     "Mirror each training image left-right with probability 1/2 (stateless in "
+                     "(--seed, example index): resume stays exact).")
 flags.DEFINE_integer("shuffle_buffer", _DEFAULTS.shuffle_buffer,
                      "Shuffle buffer in examples; at least the split's size gives a full shuffle.")
-flags.DEFINE_boolean("cache", _DEFAULTS.cache,
-                     "Decode the split once and keep it in memory (uint8).")
+
+
+class _CacheParser(flags.EnumParser):
+  """memory, disk or none; also true and false, as the boolean --cache/--nocache of older
+  flags.cfg files give them (memory and none)."""
+
+  def parse(self, argument):
+    if isinstance(argument, bool):
+      return CACHE_MODES[0] if argument else CACHE_MODES[-1]
+    text = str(argument).lower()
+    if text in ("true", "1"):
+      return CACHE_MODES[0]
+    if text in ("false", "0"):
+      return CACHE_MODES[-1]
+    return super().parse(text)
+
+
+class _CacheFlag(flags.Flag):
+  """An enum flag that also accepts the bare --cache and --nocache (absl: a boolean flag)."""
+
+  def _serialize(self, value):
+    return "" if value is None else f"--{self.name}={value}"
+
+
+CACHE_MODES = ("memory", "disk", "none")
+flags.DEFINE_flag(_CacheFlag(
+    _CacheParser(CACHE_MODES), flags.ArgumentSerializer(), "cache", _DEFAULTS.cache,
+    "Where the decoded, resized split is kept: memory (default), disk (a file under "
+    "<workdir>/data_cache/, for splits larger than memory) or none (decode every epoch). "
+    "--cache and --nocache mean memory and none.", boolean=True))
 flags.DEFINE_boolean("download", _DEFAULTS.download,
                      "Download and prepare the dataset if it is not in --data_dir yet.")
 # Run.
@@ -244,6 +288,8 @@ flags.register_validator("model_name",
 def config_from_flags() -> config_lib.TrainConfig:
   """Builds the frozen `TrainConfig` from the parsed flags, resolving derived defaults."""
   values = {name: FLAGS[name].value for name in _config_field_names()}
+  if values["channels"] is not None:
+    values["channels"] = int(values["channels"])
   if values["workdir"] is None:
     values["workdir"] = f"runs/{values['model_name']}"
   return config_lib.TrainConfig(**values)

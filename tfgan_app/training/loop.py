@@ -124,7 +124,9 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
           f"--batch_size={config.batch_size} is not divisible by the {replicas} replicas of "
           f"--strategy={config.strategy}; use a multiple of {replicas}")
     info = data.prepare(config.dataset, config.split, config.data_dir, config.image_size,
-                        download=config.download)
+                        download=config.download, resize=config.resize,
+                        channels=config.channels, cache=config.cache,
+                        cache_dir=data.cache_dir(config.workdir))
     models.check_example_shape(config.architecture, info.example_shape)
     if config.eval_every and data.is_point_dataset(info):
       raise ConfigError(f"--eval_every measures images with a classifier; {config.dataset!r} is "
@@ -175,8 +177,10 @@ def _train_locked(config, trainer, model, info, spec, chief, resolution) -> Trai
 
   if output.chief:
     atomic.write_text(os.path.join(config.workdir, FLAGFILE), config.to_flagfile())
-    atomic.write_text(os.path.join(config.workdir, RUN_SPEC),
-                      json.dumps({**spec, PRECISION_KEY: resolution.to_json()}, indent=2))
+    record = {**spec, PRECISION_KEY: resolution.to_json()}
+    if getattr(info, "class_names", None):
+      record[workdir_lib.CLASS_NAMES_KEY] = list(info.class_names)
+    atomic.write_text(os.path.join(config.workdir, RUN_SPEC), json.dumps(record, indent=2))
 
   stopper = preemption.StopOnSignal()
   try:
@@ -203,7 +207,8 @@ def _train_locked(config, trainer, model, info, spec, chief, resolution) -> Trai
     export_path = export.export_generator(
         model.sampling_generator, config.latent_dim, config.resolved_export_dir,
         config.model_name, step,
-        workdir_lib.export_metadata(config, info.example_shape, step, resolution.to_json()))
+        workdir_lib.export_metadata(config, info.example_shape, step, resolution.to_json(),
+                                    getattr(info, "class_names", None)))
     print(f"Exported generator (step {step}) to {export_path}", flush=True)
   return TrainResult(step=step, finished_before=finished_before, export_path=export_path,
                      last_logs=last_logs)

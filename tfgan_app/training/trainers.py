@@ -47,7 +47,8 @@ class GanTrainer:
     dataset = data.training_stream(
         info, config.batch_size, d_steps=config.d_steps, seed=config.seed,
         start_step=start_step, data_dir=config.data_dir, cache=config.cache,
-        shuffle_buffer=config.shuffle_buffer)
+        shuffle_buffer=config.shuffle_buffer, random_flip=config.random_flip,
+        cache_dir=data.cache_dir(config.workdir))
     history = model.fit(
         dataset,
         epochs=1,
@@ -82,7 +83,8 @@ class MixtureTrainer:
     if config.split != maximum_likelihood.TEST_SPLIT:
       try:
         test_info = data.describe(config.dataset, maximum_likelihood.TEST_SPLIT,
-                                  config.data_dir, info.image_shape[0])
+                                  config.data_dir, info.image_shape[0], resize=config.resize,
+                                  channels=info.image_shape[2])
         test_pixels = maximum_likelihood.load_pixels(
             test_info, config.data_dir, config.seed, maximum_likelihood.TEST_NOISE,
             limit=maximum_likelihood.MAX_TEST_IMAGES)
