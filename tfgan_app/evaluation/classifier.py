@@ -149,8 +149,15 @@ def check_out_dir(out_dir: str) -> None:
 
 def default_out_name(dataset: str) -> str:
   """The directory name of a dataset's classifier: the dataset, or a folder dataset's name."""
-  if dataset.startswith("folder:"):
+  if data.is_folder(dataset):
     return os.path.basename(os.path.normpath(dataset[len("folder:"):])) or "folder"
+  return dataset
+
+
+def recorded_dataset(dataset: str) -> str:
+  """The dataset name that classifier.json records: folder paths made absolute."""
+  if data.is_folder(dataset):
+    return "folder:" + os.path.realpath(dataset[len("folder:"):])
   return dataset
 
 
@@ -163,46 +170,6 @@ def predict_logits(model: keras.Model, images: np.ndarray) -> np.ndarray:
       batch = data.to_unit_range(batch)
     outputs.append(keras.ops.convert_to_numpy(model(batch, training=False)))
   return np.concatenate(outputs)
-
-
-def _training_stream(images, labels, recipe, batch_size, epochs, num_classes, seed):
-  """The shuffled, batched (and for colour_cnn augmented) stream of `epochs` passes."""
-  # uint8 in memory (a quarter of the float32 size); scaling happens per batch.
-  stream = tf.data.Dataset.from_tensor_slices((images, labels))
-  stream = stream.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-  stream = stream.batch(batch_size, drop_remainder=True).repeat(epochs)
-  if recipe.augment:
-    # One stateless seed [2] per batch, distinct over the whole run.
-    seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    stream = tf.data.Dataset.zip((stream, seeds)).map(
-        lambda batch, batch_seed: (models.augment(batch[0], batch_seed), batch[1]),
-        num_parallel_calls=tf.data.AUTOTUNE)
-  smoothing = recipe.label_smoothing
-
-  def scale(batch_images, batch_labels):
-    if smoothing:  # Keras smooths only one-hot labels.
-      batch_labels = tf.one_hot(batch_labels, num_classes)
-    return data.to_unit_range(batch_images), batch_labels
-
-  stream = stream.map(scale, num_parallel_calls=tf.data.AUTOTUNE)
-  return stream.prefetch(tf.data.AUTOTUNE)
-
-
-def _compile(model, recipe, learning_rate, total_steps):
-  # Warmup then cosine decay: a high peak rate early, which a few-epoch budget needs, without
-  # the divergence a cold start at that rate risks.
-  schedule = keras.optimizers.schedules.CosineDecay(
-      0.0, total_steps, warmup_target=learning_rate, warmup_steps=max(1, total_steps // 10))
-  if recipe.optimizer == "adam":
-    optimizer = keras.optimizers.Adam(schedule)
-  else:
-    optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
-  if recipe.label_smoothing:
-    loss = keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                label_smoothing=recipe.label_smoothing)
-  else:
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-  model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
 
 
 def train_classifier(dataset: str, data_dir: Optional[str], out_dir: str,
@@ -277,9 +244,9 @@ def train_classifier(dataset: str, data_dir: Optional[str], out_dir: str,
   model = build_model(info["image_shape"], info["num_classes"], compute_dtype, architecture,
                       recipe.weight_decay)
   steps_per_epoch = len(train_images) // batch_size
-  _compile(model, recipe, learning_rate, epochs * steps_per_epoch)
-  stream = _training_stream(train_images, train_labels, recipe, batch_size, epochs,
-                            info["num_classes"], seed)
+  models.compile_model(model, recipe, learning_rate, epochs * steps_per_epoch)
+  stream = models.training_stream(train_images, train_labels, recipe, batch_size, epochs,
+                                  info["num_classes"], seed)
   fit_start = time.time()
   model.fit(stream, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose,
             shuffle=False)  # Shuffled above.
@@ -293,7 +260,7 @@ def train_classifier(dataset: str, data_dir: Optional[str], out_dir: str,
   predictions = np.argmax(predict_logits(export_model, test_images), axis=1)
   test_accuracy = float(np.mean(predictions == test_labels))
   metadata = {
-      "dataset": dataset,
+      "dataset": recorded_dataset(dataset),
       "image_shape": info["image_shape"],
       "num_classes": info["num_classes"],
       "class_names": info["class_names"],

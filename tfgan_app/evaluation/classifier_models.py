@@ -20,6 +20,8 @@ import keras
 from keras import layers
 import tensorflow as tf
 
+from tfgan_app.data import datasets as data
+
 # Tensor and layer names: a contract with the exported classifier.
 IMAGES = "images"
 LOGITS = "logits"
@@ -169,3 +171,44 @@ def augment(images: tf.Tensor, seed: tf.Tensor, pad: int = 2) -> tf.Tensor:
                      offsets[:, 1:] + tf.range(width)[None, :])  # [B, W]; reversed if flipped
   cropped = tf.gather(padded, rows, axis=1, batch_dims=1)  # [B, H, W + 2 pad, C]
   return tf.gather(cropped, columns, axis=2, batch_dims=1)  # [B, H, W, C]
+
+
+def training_stream(images, labels, recipe, batch_size, epochs, num_classes, seed):
+  """The shuffled, batched (and for colour_cnn augmented) stream of `epochs` passes."""
+  # uint8 in memory (a quarter of the float32 size); scaling happens per batch.
+  stream = tf.data.Dataset.from_tensor_slices((images, labels))
+  stream = stream.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+  stream = stream.batch(batch_size, drop_remainder=True).repeat(epochs)
+  if recipe.augment:
+    # One stateless seed [2] per batch, distinct over the whole run.
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    stream = tf.data.Dataset.zip((stream, seeds)).map(
+        lambda batch, batch_seed: (augment(batch[0], batch_seed), batch[1]),
+        num_parallel_calls=tf.data.AUTOTUNE)
+  smoothing = recipe.label_smoothing
+
+  def scale(batch_images, batch_labels):
+    if smoothing:  # Keras smooths only one-hot labels.
+      batch_labels = tf.one_hot(batch_labels, num_classes)
+    return data.to_unit_range(batch_images), batch_labels
+
+  stream = stream.map(scale, num_parallel_calls=tf.data.AUTOTUNE)
+  return stream.prefetch(tf.data.AUTOTUNE)
+
+
+def compile_model(model, recipe, learning_rate, total_steps):
+  """Compiles `model` with the recipe's optimizer and loss, warmup + cosine decay to 0."""
+  # Warmup then cosine decay: a high peak rate early, which a few-epoch budget needs, without
+  # the divergence a cold start at that rate risks.
+  schedule = keras.optimizers.schedules.CosineDecay(
+      0.0, total_steps, warmup_target=learning_rate, warmup_steps=max(1, total_steps // 10))
+  if recipe.optimizer == "adam":
+    optimizer = keras.optimizers.Adam(schedule)
+  else:
+    optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
+  if recipe.label_smoothing:
+    loss = keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                label_smoothing=recipe.label_smoothing)
+  else:
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])

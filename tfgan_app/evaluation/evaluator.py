@@ -48,6 +48,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgan_app.data import datasets as data
+from tfgan_app.evaluation import classifier as classifier_lib
 from tfgan_app.evaluation import metrics as metrics_lib
 from tfgan_app.evaluation import reference as reference_lib
 # Re-exported: the evaluator's users reach the classifiers and the protocol through it.
@@ -280,7 +281,7 @@ def evaluate(generator: LoadedGenerator, classifier_spec: Optional[str] = None,
   if reference:
     real = reference_lib.read_reference(reference, classifier, image_shape)
   else:
-    if classifier.dataset and classifier.dataset != dataset:
+    if classifier.dataset and classifier.dataset != classifier_lib.recorded_dataset(dataset):
       raise EvaluationError(f"the classifier at {classifier.path} was trained on "
                             f"{classifier.dataset}, the generator on {dataset}; pass a "
                             f"{dataset} classifier")
