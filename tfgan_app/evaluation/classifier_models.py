@@ -50,7 +50,7 @@ class Recipe:
 RECIPES = {
     "small_cnn": Recipe(epochs=3, batch_size=128, learning_rate=3e-3, optimizer="adam",
                         label_smoothing=0.0, weight_decay=0.0, augment=False),
-    "colour_cnn": Recipe(epochs=12, batch_size=256, learning_rate=0.2,
+    "colour_cnn": Recipe(epochs=8, batch_size=256, learning_rate=0.2,
                          optimizer="sgd_nesterov", label_smoothing=0.2, weight_decay=2.5e-4,
                          augment=True),
 }
