@@ -236,6 +236,50 @@ def test_evaluation_through_the_stand_in_matches_numpy(resize_method, stand_in, 
                                                        record["is"])
 
 
+def test_colour_folder_through_the_stand_in_matches_numpy(stand_in, tmp_path):
+  """32x32 RGB: CIFAR-10 JPEGs in a folder as the real data, a colour generator's export."""
+  files = []
+  for class_name in ("airplane", "automobile"):
+    sources = sorted(glob.glob(os.path.join(_CIFAR_JPEGS, class_name, "*.jpg")))[:12]
+    os.makedirs(tmp_path / "colour" / "test" / class_name)
+    for source in sources:
+      target = tmp_path / "colour" / "test" / class_name / os.path.basename(source)
+      target.write_bytes(open(source, "rb").read())
+      files.append(str(target))
+  if len(files) < 24:
+    pytest.fail(f"CIFAR-10 JPEGs not found under {_CIFAR_JPEGS}")
+  dataset = f"folder:{tmp_path / 'colour'}"
+  generator_model = models.build_generator("dcgan", _LATENT_DIM, (32, 32, 3), filters=8)
+  export_dir = export.export_generator(
+      generator_model, _LATENT_DIM, str(tmp_path / "export"), "colour", 1,
+      {"dataset": dataset, "latent_dim": _LATENT_DIM, "image_shape": [32, 32, 3], "step": 1},
+      warmup=False)
+  generator = evaluator.load_saved_model_generator(export_dir)
+  record = evaluator.evaluate(generator, stand_in, ("fid", "is", "kid"), 24, seed=1,
+                              cache_dir=str(tmp_path / "cache"))
+  assert record["resize_method"] == "clean" and record["num_real"] == 24
+  assert record["image_shape"] == [32, 32, 3]
+
+  # The folder's order is sorted paths; decode them here and measure independently.
+  real_images = np.stack([tf.io.decode_image(open(path, "rb").read(), channels=3).numpy()
+                          for path in sorted(files)])
+  latents = np.random.default_rng(1).standard_normal((24, _LATENT_DIM), dtype=np.float32)
+  generated_images = generator.generate_fn(tf.constant(latents)).numpy()
+  assert generated_images.shape == (24, 32, 32, 3)
+  network = keras.saving.load_model(stand_in)
+  real_out = network(_independent_preprocess(real_images, "clean"))
+  generated_out = network(_independent_preprocess(generated_images, "clean"))
+  real_features = np.asarray(real_out["pool_3"], np.float64)
+  generated_features = np.asarray(generated_out["pool_3"], np.float64)
+  np.testing.assert_allclose(record["fid"], _numpy_fid(real_features, generated_features),
+                             rtol=2e-3, atol=1e-5)
+  np.testing.assert_allclose(record["kid"], _numpy_kid(real_features, generated_features),
+                             rtol=2e-3, atol=1e-6)
+  np.testing.assert_allclose(record["is"],
+                             _numpy_is(np.asarray(generated_out["logits"], np.float64)),
+                             rtol=1e-4)
+
+
 def test_default_classifier_comes_from_the_dataset_variable(monkeypatch):
   from tfgan_app.evaluation import classifiers  # pylint: disable=import-outside-toplevel
   assert classifiers.classifier_variable("mnist") == "TFGAN_APP_MNIST_CLASSIFIER"
