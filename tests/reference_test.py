@@ -80,6 +80,8 @@ def test_fid_with_a_reference_equals_fid_computed_directly(resize_method, stand_
   assert from_file["reference"]["path"] == path and direct["reference"] is None
   assert from_file["num_real"] == direct["num_real"] == _NUM_SAMPLES
   assert from_file["resize"] == direct["resize"]
+  table = evaluator.format_table(dict(from_file, source={}))
+  assert "reference" in table and path in table and resize_method in table
 
 
 def test_mismatched_references_are_refused(stand_in, mnist_export, tmp_path):

@@ -90,9 +90,11 @@ def format_table(record: dict) -> str:
            ("dataset / split", f"{record['dataset']} / {record['split']}"),
            ("real / generated", f"{record['num_real']} / {record['num_generated']}"),
            ("resize", record["resize"]),
-           ("resize method", str(record.get("resize_method"))),
-           ("reference", (record.get("reference") or {}).get("path", "none")),
            ("seed", str(record["seed"])),
            ("classifier", f"{record['classifier']} (sha256 {record['classifier_sha256'][:12]})")]
+  if record.get("resize_method"):
+    rows.append(("resize method", record["resize_method"]))
+  if record.get("reference"):
+    rows.append(("reference", record["reference"]["path"]))
   width = max(len(label) for label, _ in rows)
   return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
