@@ -34,7 +34,9 @@ PROGRESS_EVERY = 5_000
 REPORT_PATHS = 5
 # --cache=memory refuses a split whose decoded images need more than this fraction of the RAM.
 MAX_MEMORY_FRACTION = 0.5
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
+# Images per batch of the decoding pass.
+_DECODE_BATCH = 256
 _RECORD_FEATURES = {"image": tf.io.FixedLenFeature([], tf.string)}
 
 
@@ -139,7 +141,8 @@ class FolderData:
       def parse(record):
         example = tf.io.parse_single_example(record, _RECORD_FEATURES)
         image = tf.reshape(tf.io.decode_raw(example["image"], tf.uint8), [size, size, -1])
-        return tf.ensure_shape(preprocess.to_channels(image, channels), [size, size, channels])
+        # Stored with --channels, or RGB (see _decode_all): channel 0 is the grey image then.
+        return tf.ensure_shape(image[..., :channels], [size, size, channels])
       return tf.data.TFRecordDataset(self.record_path).map(
           parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     paths = [os.path.join(self.directory, p) for p in self.files]
@@ -152,18 +155,45 @@ class FolderData:
         decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def _decode(path: str):
-  """uint8 [H, W, 1 or 3] (alpha dropped), or None if the file does not decode as an image."""
-  try:
-    with open(path, "rb") as f:
-      contents = f.read()
-    image = tf.io.decode_image(contents, channels=0, expand_animations=False)
-    if image.shape[0] == 0 or image.shape[1] == 0:
-      return None
-    channels = int(image.shape[-1])
-    return image[..., :channels - 1] if channels in (2, 4) else image
-  except (OSError, tf.errors.OpError):
-    return None
+def _decoded(directory: str, files, image_size: int, channels: int, mode: str):
+  """Batches of (index, image uint8 [S, S, channels], has colour, native [H, W]) of the
+  `files` that decode, in order: decoded, alpha dropped and preprocessed in parallel by
+  `tf.data`. Files that do not decode are left out quietly (`ignore_errors`): the caller
+  reports them once, by the indices missing."""
+
+  def decode(index, path):
+    image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
+    have = tf.shape(image)[-1]
+    image = image[..., :have - (1 - have % 2)]  # Drops the alpha channel of 2 and 4.
+    colour = tf.reduce_any(tf.not_equal(image, image[..., :1]))
+    resized = preprocess.preprocess(image, image_size, channels, mode)
+    return index, resized, colour, tf.shape(image)[:2]
+
+  paths = [os.path.join(directory, relative) for relative in files]
+  indices = tf.range(len(paths), dtype=tf.int64)
+  decoded = tf.data.Dataset.from_tensor_slices((indices, paths)).map(
+      decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return decoded.ignore_errors().batch(_DECODE_BATCH).prefetch(2)
+
+
+def _first_size(directory: str, files) -> Optional[int]:
+  """The side of the first image that decodes (the default --image_size); None if none does.
+
+  Raises:
+    FolderError: that image is not square.
+  """
+  for relative in files:
+    try:
+      image = tf.io.decode_image(tf.io.read_file(os.path.join(directory, relative)),
+                                 channels=0, expand_animations=False)
+    except tf.errors.OpError:
+      continue
+    height, width = int(image.shape[0]), int(image.shape[1])
+    if height != width:
+      raise FolderError(f"folder {directory}: {relative} is {width}x{height}, not square: "
+                        "pass --image_size (e.g. 64)")
+    return height
+  return None
 
 
 def _cache_key(directory, files, image_size, channels, mode) -> str:
@@ -232,8 +262,6 @@ def load(path: str, split: str, image_size: Optional[int] = None, channels: Opti
         print(data.report(), file=sys.stderr if data.unreadable else sys.stdout, flush=True)
         say(f"Decoded images from the cache {record_path}")
       return data
-  elif cache == "memory" and image_size is not None:
-    _check_memory(len(files), image_size, directory)
   data = _decode_all(directory, files, ignored, image_size, channels, resize, cache,
                      record_path if cache == "disk" else None, say)
   if verbose:
@@ -243,51 +271,50 @@ def load(path: str, split: str, image_size: Optional[int] = None, channels: Opti
 
 def _decode_all(directory, files, ignored, image_size, channels, mode, cache, record_path, say):
   """The one decoding pass: validates every candidate and keeps, writes or drops its pixels."""
-  readable, unreadable, kept = [], [], []
-  shapes = set()
-  colour = False
   size_from_images = image_size is None
+  if size_from_images:
+    image_size = _first_size(directory, files) or 1
+  if cache == "memory":
+    _check_memory(len(files), image_size, directory)
+  # Without --channels every image is made RGB; if none has colour, channel 0 is kept at the
+  # end, which is exact: tiling commutes with the per-channel resize, and the luma of
+  # R = G = B is R after rounding (0.2989 + 0.5870 + 0.1140 = 0.9999).
+  stored = channels or 3
+  readable, unreadable, kept, natives = [], [], [], []
+  colour = False
   writer = None
   if record_path is not None:
     os.makedirs(os.path.dirname(record_path), exist_ok=True)
     temporary = f"{record_path}.tmp{os.getpid()}"
     writer = tf.io.TFRecordWriter(temporary)
   try:
-    for number, relative in enumerate(files, 1):
-      if number % PROGRESS_EVERY == 0:
-        say(f"Decoded {number}/{len(files)} files ({100 * number // len(files)}%)")
-      image = _decode(os.path.join(directory, relative))
-      if image is None:
-        unreadable.append(relative)
-        continue
-      shape = tuple(int(d) for d in image.shape)
-      if size_from_images:
-        if not shapes and shape[0] != shape[1]:
-          raise FolderError(f"folder {directory}: {relative} is {shape[1]}x{shape[0]}, not "
-                            "square: pass --image_size (e.g. 64)")
-        if shapes and shape[:2] != next(iter(shapes))[:2]:
-          first = next(iter(shapes))
-          raise FolderError(f"folder {directory} has images of several sizes ({first[1]}x"
-                            f"{first[0]}, {shape[1]}x{shape[0]} {relative}): pass --image_size "
-                            "(e.g. 64)")
-        image_size = shape[0]
-      shapes.add(shape)
-      if shape[-1] == 3 and not colour:
-        pixels = image.numpy()
-        colour = bool(np.any(pixels[..., 0] != pixels[..., 1])
-                      or np.any(pixels[..., 1] != pixels[..., 2]))
-      readable.append(relative)
+    expected = 0
+    for indices, images, colours, shapes in _decoded(directory, files, image_size, stored, mode):
+      indices = indices.numpy()
+      for index, shape in zip(indices, shapes.numpy()):
+        unreadable.extend(files[expected:index])
+        expected = index + 1
+        if size_from_images and tuple(shape) != (image_size, image_size):
+          raise FolderError(f"folder {directory} has images of several sizes ({image_size}x"
+                            f"{image_size}, {shape[1]}x{shape[0]} {files[index]}): pass "
+                            "--image_size (e.g. 64)")
+        readable.append(files[index])
+        natives.append(tuple(shape))
+      colour = colour or bool(np.any(colours.numpy()))
+      done = len(readable) + len(unreadable)
+      if done // PROGRESS_EVERY > (done - len(indices)) // PROGRESS_EVERY:
+        say(f"Decoded {done}/{len(files)} files ({100 * done // len(files)}%)")
       if cache == "none":
         continue
-      # Resized with its own 1 or 3 channels; converting afterwards is exact (see below).
-      target = channels if channels is not None else shape[-1]
-      pixels = preprocess.preprocess(image, image_size, target, mode).numpy()
+      pixels = images.numpy()
       if writer is not None:
-        writer.write(tf.train.Example(features=tf.train.Features(feature={
-            "image": tf.train.Feature(bytes_list=tf.train.BytesList(
-                value=[pixels.tobytes()]))})).SerializeToString())
+        for image in pixels:
+          writer.write(tf.train.Example(features=tf.train.Features(feature={
+              "image": tf.train.Feature(bytes_list=tf.train.BytesList(
+                  value=[image.tobytes()]))})).SerializeToString())
       else:
         kept.append(pixels)
+    unreadable.extend(files[expected:])
   except BaseException:
     if writer is not None:
       writer.close()
@@ -302,16 +329,11 @@ def _decode_all(directory, files, ignored, image_size, channels, mode, cache, re
   if channels is None:
     channels = 3 if colour else 1
   class_names, labels = _classes(readable)
-  heights = {shape[0] for shape in shapes}
-  widths = {shape[1] for shape in shapes}
-  native_shape = (heights.pop() if len(heights) == 1 else None,
-                  widths.pop() if len(widths) == 1 else None, channels)
-  images = None
-  if kept:
-    # Tiling a grey image to RGB, or taking R of an image whose R = G = B, commutes exactly
-    # with the per-channel resize; rgb_to_grayscale of R = G = B is R after rounding.
-    images = np.stack([np.repeat(p, 3, axis=-1) if p.shape[-1] < channels else p[..., :channels]
-                       for p in kept])
+  heights = {shape[0] for shape in natives}
+  widths = {shape[1] for shape in natives}
+  native_shape = (int(heights.pop()) if len(heights) == 1 else None,
+                  int(widths.pop()) if len(widths) == 1 else None, channels)
+  images = np.ascontiguousarray(np.concatenate(kept)[..., :channels]) if kept else None
   data = FolderData(directory=directory, files=tuple(readable), labels=labels,
                     class_names=class_names, ignored=ignored, unreadable=tuple(unreadable),
                     native_shape=native_shape, image_size=image_size, channels=channels,
