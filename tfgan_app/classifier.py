@@ -2,7 +2,8 @@
 
 MNIST: about 40 s (30 CPU-seconds) on 2 CPU cores; test accuracy 99.3% (fashion_mnist: 91.4%).
 CIFAR-10 (`--dataset=folder:../shared/images/cifar10_jpeg --out=/work/classifiers/cifar10`,
-the colour_cnn architecture): see README, "Measuring generators". The work is
+the colour_cnn architecture): 86.5% test accuracy after 8 epochs, 44 min on 2 busy shared
+cores (README, "Measuring generators"). The work is
 `tfgan_app.evaluation.classifier.train_classifier`; this module only parses the flags.
 """
 
