@@ -191,6 +191,8 @@ def test_bad_input_gives_clear_errors(classifier_dir, data_dir, cache_dir, tmp_p
   with pytest.raises(evaluate.EvaluationError,
                      match="TFGAN_APP_MNIST_CLASSIFIER.*--dataset=mnist --out=DIR"):
     evaluate.default_classifier("mnist", 1)
+  with pytest.raises(evaluate.EvaluationError, match="applies to Inception only"):
+    evaluate.load_evaluation_classifier(classifier_dir, "clean")
   monkeypatch.setenv("TFGAN_APP_INCEPTION", str(tmp_path / "no_inception_here"))
   with pytest.raises(evaluate.EvaluationError, match="TFHUB_CACHE_DIR"):
     evaluate.load_evaluation_classifier("inception")

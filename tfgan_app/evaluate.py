@@ -3,6 +3,9 @@ r"""Measures a generator: FID, IS, KID and precision/recall, with a fixed protoc
   python -m tfgan_app.evaluate --saved_model=runs/dcgan/export/dcgan/2000 \
       --classifier=/work/classifiers/mnist --metrics=fid,is,kid
   python -m tfgan_app.evaluate --workdir=runs/dcgan      # newest checkpoint, EMA generator
+  python -m tfgan_app.evaluate --write_reference=cifar10-test.npz --dataset=cifar10 \
+      --classifier=inception --resize_method=clean     # reference statistics, no generator
+  python -m tfgan_app.evaluate --saved_model=EXPORT --reference=cifar10-test.npz
 
 The metrics, classifiers and protocol: `tfgan_app.evaluation.evaluator`. Output: a table, then
 as the last stdout line one JSON object; with --workdir it is also appended to
@@ -51,6 +54,20 @@ def define_flags() -> None:
                       f"({evaluator.INCEPTION_HANDLE}; honours TFHUB_CACHE_DIR) or a local "
                       "Inception module directory. Default: $TFGAN_APP_<DATASET>_CLASSIFIER for "
                       "grayscale datasets, inception for RGB.")
+  flags.DEFINE_enum("resize_method", evaluator.DEFAULT_RESIZE_METHOD, evaluator.RESIZE_METHODS,
+                    "How images reach Inception's 299x299 input: clean (clean-fid: uint8, PIL "
+                    "bicubic) or tf_bilinear (TF-GAN's legacy tf.image.resize bilinear). "
+                    "Inception only; the record's resize_method names it.")
+  flags.DEFINE_string("reference", None,
+                      "Reference statistics file (--write_reference) to compare with instead of "
+                      "computing the real statistics; it must have been made with the same "
+                      "classifier, --resize_method and image size.")
+  flags.DEFINE_string("write_reference", None,
+                      "Write --dataset's --split statistics (first --num_samples images) to this "
+                      ".npz file and exit; no generator.")
+  flags.DEFINE_integer("image_size", None,
+                       "With --write_reference: the size real images are brought to (that of "
+                       "the generators to compare). Default: the dataset's own.", lower_bound=1)
   flags.DEFINE_string("cache_dir", None,
                       f"Real-statistics cache. Default: ${evaluator.CACHE_ENV} or "
                       "~/.cache/tfgan_app; '' disables it.")
@@ -58,6 +75,20 @@ def define_flags() -> None:
 
 def run(values) -> dict:
   """The command's work, given the parsed flag values. Raises evaluator.EvaluationError."""
+  # None: the flag was not given, so that a domain classifier does not refuse the default.
+  resize_method = values.resize_method if values["resize_method"].present else None
+  if values.write_reference:
+    if values.saved_model or values.workdir or values.reference:
+      raise evaluator.EvaluationError("--write_reference takes no --saved_model, --workdir or "
+                                      "--reference: it measures a dataset, not a generator")
+    if not values.dataset:
+      raise evaluator.EvaluationError("--write_reference needs --dataset (the real images)")
+    return evaluator.write_reference(values.write_reference, values.dataset, values.classifier,
+                                     resize_method, values.split, values.image_size,
+                                     values.num_samples, values.data_dir, values.cache_dir)
+  if values.image_size is not None:
+    raise evaluator.EvaluationError("--image_size applies to --write_reference only; a "
+                                    "generator's images set the size")
   if bool(values.saved_model) == bool(values.workdir):
     raise evaluator.EvaluationError("pass exactly one of --saved_model=EXPORT_VERSION_DIR and "
                                     "--workdir=TRAINING_WORKDIR")
@@ -72,7 +103,7 @@ def run(values) -> dict:
   dataset = values.dataset if values["dataset"].present else None
   record = evaluator.evaluate(generator, values.classifier, metric_names, values.num_samples,
                               values.split, values.seed, dataset, values.data_dir,
-                              values.cache_dir)
+                              values.cache_dir, resize_method, values.reference)
   return record
 
 
@@ -84,6 +115,11 @@ def main(argv):
   except evaluator.EvaluationError as error:
     print(f"{_PROGRAM}: error: {error}", file=sys.stderr)
     sys.exit(1)
+  if values.write_reference:
+    print(f"Wrote {record['path']}: {record['num_images']} {record['dataset']} "
+          f"{record['split']} images, {record['feature_dim']} features")
+    print(json.dumps(record, sort_keys=True), flush=True)
+    return
   print(evaluator.format_table(record))
   if values.workdir:
     try:

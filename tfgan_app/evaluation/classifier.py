@@ -27,27 +27,28 @@ import tensorflow as tf
 
 from tfgan_app.common import atomic
 from tfgan_app.data import datasets as data
+from tfgan_app.evaluation import classifier_models as models
+# Re-exported: the classifier's users reach the architectures here.
+from tfgan_app.evaluation.classifier_models import (  # pylint: disable=g-multiple-import,unused-import
+    ARCHITECTURES, FEATURES, IMAGES, LOGITS, build_model)
 # Re-exported: the classifier's users reach them here.
 from tfgan_app.data.labelled import (  # pylint: disable=g-multiple-import,unused-import
     TEST_SPLIT, TRAIN_SPLIT, describe_dataset, load_split)
 from tfgan_app.hardware.precision import classifier_compute_dtype as default_compute_dtype
 
-# Signature and tensor names: a contract with every caller of the exported classifier.
+# Signature names: a contract with every caller of the exported classifier (tensor names:
+# classifier_models.IMAGES, LOGITS, FEATURES).
 LOGITS_SIGNATURE = "logits"
 FEATURES_SIGNATURE = "features"
-IMAGES = "images"
-LOGITS = "logits"
-FEATURES = "features"
 METADATA_FILE = "classifier.json"
 
 COMPUTE_DTYPES = ("auto", "mixed_bfloat16", "float32")
 
-# Defaults measured on the 2-core reference machine: 3 epochs reach 99.25-99.3% on MNIST
-# (seeds 0-2) and 91.4% on Fashion-MNIST; 2 epochs stop at about 99.1%, too close to 99%.
-DEFAULT_EPOCHS = 3
-DEFAULT_BATCH_SIZE = 128
-DEFAULT_LEARNING_RATE = 3e-3
-FEATURE_DIM = 128
+# small_cnn's recipe (classifier_models.RECIPES), the defaults for MNIST-like data.
+DEFAULT_EPOCHS = models.RECIPES["small_cnn"].epochs
+DEFAULT_BATCH_SIZE = models.RECIPES["small_cnn"].batch_size
+DEFAULT_LEARNING_RATE = models.RECIPES["small_cnn"].learning_rate
+FEATURE_DIM = models.SMALL_CNN_FEATURE_DIM
 # Rows per call in `Classifier` and in evaluation: large enough to amortise the per-call cost,
 # small enough that 10,000 images never sit in one activation tensor.
 INFERENCE_BATCH_SIZE = 500
@@ -60,39 +61,6 @@ _EXPORT_ENTRIES = frozenset({"saved_model.pb", "variables", "assets", "fingerpri
 
 class ClassifierError(RuntimeError):
   """The classifier cannot be trained, written or loaded (bad destination, bad directory)."""
-
-
-def build_model(image_shape: Sequence[int], num_classes: int,
-                dtype_policy: str = "float32") -> keras.Model:
-  """The classifier: two conv/pool stages, a 128-unit feature layer, a linear head.
-
-  Plain 3x3 convolutions without batch norm: on 2 CPU cores this net trains at about 1.8x the
-  images/s of a BatchNorm variant, and reaches about the same test accuracy per epoch.
-
-  Args:
-    image_shape: [H, W, C] of the inputs.
-    num_classes: number of logits.
-    dtype_policy: Keras dtype policy of the hidden layers ("float32" or "mixed_bfloat16").
-      Set per layer, never globally, so that callers' policies are untouched; the logits are
-      float32 either way.
-
-  Returns:
-    A functional `keras.Model` mapping images [N, H, W, C] to logits [N, num_classes]; its
-    layer named "features" gives the penultimate activations [N, FEATURE_DIM].
-  """
-  policy = dtype_policy  # Every layer but the logits.
-  inputs = keras.Input(tuple(image_shape), name=IMAGES)
-  x = layers.Conv2D(32, 3, padding="same", activation="relu", dtype=policy,
-                    name="conv1")(inputs)  # [N, H, W, 32]
-  x = layers.MaxPooling2D(dtype=policy, name="pool1")(x)  # [N, H/2, W/2, 32]
-  x = layers.Conv2D(64, 3, padding="same", activation="relu", dtype=policy, name="conv2")(x)
-  x = layers.MaxPooling2D(dtype=policy, name="pool2")(x)  # [N, H/4, W/4, 64]
-  x = layers.Flatten(dtype=policy, name="flatten")(x)
-  features = layers.Dense(FEATURE_DIM, activation="relu", dtype=policy,
-                          name=FEATURES)(x)  # [N, FEATURE_DIM]
-  x = layers.Dropout(0.3, dtype=policy, name="dropout")(features)
-  logits = layers.Dense(num_classes, dtype="float32", name=LOGITS)(x)  # [N, num_classes]
-  return keras.Model(inputs, logits, name="classifier")
 
 
 def feature_model(model: keras.Model) -> keras.Model:
@@ -179,6 +147,20 @@ def check_out_dir(out_dir: str) -> None:
         f"({', '.join(foreign[:5])}); pass a new or empty directory")
 
 
+def default_out_name(dataset: str) -> str:
+  """The directory name of a dataset's classifier: the dataset, or a folder dataset's name."""
+  if data.is_folder(dataset):
+    return os.path.basename(os.path.normpath(dataset[len("folder:"):])) or "folder"
+  return dataset
+
+
+def recorded_dataset(dataset: str) -> str:
+  """The dataset name that classifier.json records: folder paths made absolute."""
+  if data.is_folder(dataset):
+    return "folder:" + os.path.realpath(dataset[len("folder:"):])
+  return dataset
+
+
 def predict_logits(model: keras.Model, images: np.ndarray) -> np.ndarray:
   """Logits [N, num_classes] of uint8 or [-1, 1] float images, in inference batches."""
   outputs = []
@@ -191,48 +173,61 @@ def predict_logits(model: keras.Model, images: np.ndarray) -> np.ndarray:
 
 
 def train_classifier(dataset: str, data_dir: Optional[str], out_dir: str,
-                     epochs: int = DEFAULT_EPOCHS, train_examples: Optional[int] = None,
-                     batch_size: int = DEFAULT_BATCH_SIZE,
-                     learning_rate: float = DEFAULT_LEARNING_RATE, seed: int = 0,
+                     epochs: Optional[int] = None, train_examples: Optional[int] = None,
+                     batch_size: Optional[int] = None,
+                     learning_rate: Optional[float] = None, seed: int = 0,
                      compute_dtype: str = "auto", download: bool = True,
-                     verbose: int = 0) -> dict:
+                     verbose: int = 0, architecture: str = "auto") -> dict:
   """Trains the classifier on the train split, evaluates it on the test split, saves it.
 
   Args:
     dataset: TFDS image classification dataset with `image` and `label` features, e.g. mnist,
-      fashion_mnist.
+      fashion_mnist, cifar10; or `folder:PATH` with class subdirectories and train/test splits.
     data_dir: TFDS data directory; None: TFDS's default, which honours $TFDS_DATA_DIR.
     out_dir: directory of the SavedModel and `classifier.json` (new, empty or an older export).
-    epochs: passes over the training examples.
+    epochs: passes over the training examples; None: the architecture's recipe
+      (`classifier_models.RECIPES`).
     train_examples: use only the first N training examples (None: all of them).
-    batch_size: training batch size.
-    learning_rate: peak Adam learning rate of the warmup + cosine-decay schedule.
-    seed: seed of the initial weights, dropout and data order. Sets Keras's global seeds.
+    batch_size: training batch size; None: the recipe's.
+    learning_rate: peak learning rate of the warmup + cosine-decay schedule (Adam for
+      small_cnn, Nesterov SGD for colour_cnn); None: the recipe's.
+    seed: seed of the initial weights, dropout, augmentation and data order. Sets Keras's
+      global seeds.
     compute_dtype: "auto" (see `default_compute_dtype`), "mixed_bfloat16" or "float32" for
       training. The saved model always computes in float32.
     download: download and prepare the dataset if `data_dir` lacks it.
     verbose: Keras `fit` verbosity (0 silent, 2 one line per epoch).
+    architecture: `classifier_models.ARCHITECTURES`; "auto": colour_cnn for 3-channel
+      images, small_cnn otherwise.
 
   Returns:
     The contents of `classifier.json` (dataset, image_shape, num_classes, class_names,
-    test_accuracy, ...) plus "path" (the saved model) and "model" (the trained float32
-    `keras.Model`, whose logits the SavedModel reproduces).
+    architecture, test_accuracy, ...) plus "path" (the saved model) and "model" (the trained
+    float32 `keras.Model`, whose logits the SavedModel reproduces).
 
   Raises:
     data.DatasetError: see `describe_dataset`.
     ClassifierError: bad arguments or `out_dir`.
   """
-  if epochs <= 0 or batch_size <= 0 or learning_rate <= 0:
-    raise ClassifierError(f"epochs, batch_size and learning_rate must be positive, got "
-                          f"{epochs}, {batch_size}, {learning_rate}")
-  if train_examples is not None and train_examples < batch_size:
-    raise ClassifierError(f"train_examples={train_examples} is fewer than one batch "
-                          f"({batch_size}); pass more examples or a smaller batch")
+  if architecture not in ARCHITECTURES:
+    raise ClassifierError(f"architecture {architecture!r}; accepted: {ARCHITECTURES}")
   if compute_dtype not in COMPUTE_DTYPES:
     raise ClassifierError(f"compute_dtype {compute_dtype!r}; accepted: {COMPUTE_DTYPES}")
+  for name, value in (("epochs", epochs), ("batch_size", batch_size),
+                      ("learning_rate", learning_rate)):
+    if value is not None and value <= 0:
+      raise ClassifierError(f"{name} must be positive, got {value}")
   check_out_dir(os.path.abspath(out_dir))
   start_time = time.time()
   info = describe_dataset(dataset, data_dir, download=download)
+  architecture = models.resolve_architecture(architecture, info["image_shape"])
+  recipe = models.RECIPES[architecture]
+  epochs = epochs or recipe.epochs
+  batch_size = batch_size or recipe.batch_size
+  learning_rate = learning_rate or recipe.learning_rate
+  if train_examples is not None and train_examples < batch_size:
+    raise ClassifierError(f"train_examples={train_examples} is fewer than one batch "
+                          f"({batch_size}); pass more examples or a smaller batch")
   split = TRAIN_SPLIT if train_examples is None else f"{TRAIN_SPLIT}[:{train_examples}]"
   train_images, train_labels = load_split(dataset, split, data_dir)
   test_images, test_labels = load_split(dataset, TEST_SPLIT, data_dir)
@@ -240,44 +235,37 @@ def train_classifier(dataset: str, data_dir: Optional[str], out_dir: str,
   if verbose:
     print(f"Loaded {dataset}: {len(train_images)} train and {len(test_images)} test images "
           f"{'x'.join(map(str, info['image_shape']))}, {info['num_classes']} classes "
-          f"({load_seconds:.1f} s)", flush=True)
+          f"({load_seconds:.1f} s); {architecture}, {epochs} epochs of batch {batch_size}",
+          flush=True)
 
   keras.utils.set_random_seed(seed)
   if compute_dtype == "auto":
     compute_dtype = default_compute_dtype()
-  model = build_model(info["image_shape"], info["num_classes"], compute_dtype)
+  model = build_model(info["image_shape"], info["num_classes"], compute_dtype, architecture,
+                      recipe.weight_decay)
   steps_per_epoch = len(train_images) // batch_size
-  total_steps = epochs * steps_per_epoch
-  # Warmup then cosine decay: a high peak rate early, which a 3-epoch budget needs, without
-  # the divergence a cold start at that rate risks.
-  schedule = keras.optimizers.schedules.CosineDecay(
-      0.0, total_steps, warmup_target=learning_rate, warmup_steps=max(1, total_steps // 10))
-  model.compile(optimizer=keras.optimizers.Adam(schedule),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"])
-  # uint8 in memory (a quarter of the float32 size); scaling happens per batch.
-  stream = tf.data.Dataset.from_tensor_slices((train_images, train_labels))
-  stream = stream.shuffle(len(train_images), seed=seed, reshuffle_each_iteration=True)
-  stream = stream.batch(batch_size, drop_remainder=True)
-  stream = stream.map(lambda images, labels: (data.to_unit_range(images), labels),
-                      num_parallel_calls=tf.data.AUTOTUNE)
-  stream = stream.prefetch(tf.data.AUTOTUNE)
+  models.compile_model(model, recipe, learning_rate, epochs * steps_per_epoch)
+  stream = models.training_stream(train_images, train_labels, recipe, batch_size, epochs,
+                                  info["num_classes"], seed)
   fit_start = time.time()
-  model.fit(stream, epochs=epochs, verbose=verbose, shuffle=False)  # Shuffled above.
+  model.fit(stream, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=verbose,
+            shuffle=False)  # Shuffled above.
   train_seconds = time.time() - fit_start
 
   # The export computes in float32 whatever the training precision, so that features (for
   # FID-like metrics) carry full precision; accuracy is measured on exactly that model.
-  export_model = build_model(info["image_shape"], info["num_classes"], "float32")
+  export_model = build_model(info["image_shape"], info["num_classes"], "float32",
+                             architecture)
   export_model.set_weights(model.get_weights())
   predictions = np.argmax(predict_logits(export_model, test_images), axis=1)
   test_accuracy = float(np.mean(predictions == test_labels))
   metadata = {
-      "dataset": dataset,
+      "dataset": recorded_dataset(dataset),
       "image_shape": info["image_shape"],
       "num_classes": info["num_classes"],
       "class_names": info["class_names"],
-      "feature_dim": FEATURE_DIM,
+      "architecture": architecture,
+      "feature_dim": int(feature_model(export_model).output.shape[-1]),
       "test_accuracy": test_accuracy,
       "test_examples": int(len(test_images)),
       "train_examples": int(len(train_images)),

@@ -13,15 +13,21 @@ its standard error `kid_std`), `precision_recall` (Kynkäänniemi et al. 2019, k
 Classifier (`--classifier`): a directory written by `python -m tfgan_app.classifier` (its
 `features` signature feeds FID/KID/precision-recall, its `logits` IS), or `inception`, TF-GAN's
 Inception v3 (`https://tfhub.dev/tensorflow/tfgan/eval/inception/1`, resolved by tensorflow_hub,
-which honours TFHUB_CACHE_DIR), or a local directory holding that module. Default per dataset:
-$TFGAN_APP_<DATASET>_CLASSIFIER (e.g. TFGAN_APP_MNIST_CLASSIFIER,
-TFGAN_APP_FASHION_MNIST_CLASSIFIER) for grayscale datasets, `inception` for RGB ones.
+which honours TFHUB_CACHE_DIR), or a local copy: that module's directory, or a SavedModel
+directory or `.keras` file with its interface. Inception's input is reached by
+`--resize_method` (`tfgan_app.evaluation.inception`): `clean` (clean-fid's PIL bicubic, the
+default) or `tf_bilinear` (TF-GAN's legacy protocol); the record's `resize_method` says which.
+Default per dataset: $TFGAN_APP_<DATASET>_CLASSIFIER when set (e.g. TFGAN_APP_MNIST_CLASSIFIER,
+TFGAN_APP_CIFAR10_CLASSIFIER; for folder:PATH the folder's name, e.g.
+TFGAN_APP_CIFAR10_JPEG_CLASSIFIER), else `inception` for RGB datasets.
 
 Protocol: latents are numpy `default_rng(--seed).standard_normal`; the real images are the
 first `num_real = min(--num_samples, split size)` images of `--split` (default test) in TFDS's
 file order, centre-cropped and area-resized to the generator's size when the sizes differ.
-Real activations are cached per (dataset, split, image size, classifier content hash,
-num_real) under --cache_dir (default $TFGAN_APP_CACHE_DIR or ~/.cache/tfgan_app).
+Real activations are cached per (dataset, split, image size, classifier content hash, resize
+method, num_real) under --cache_dir (default $TFGAN_APP_CACHE_DIR or ~/.cache/tfgan_app).
+`--reference=FILE` reads them from a reference statistics file instead
+(`tfgan_app.evaluation.reference`).
 
 Output: a table, then as the last stdout line one JSON object with `fid`, `is`, `kid` (null
 when not requested), the other requested values and the protocol; with --workdir it is also
@@ -34,7 +40,6 @@ command line).
 import dataclasses
 import datetime
 import os
-import sys
 import time
 from typing import Callable, Optional, Sequence
 
@@ -42,122 +47,25 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfgan_app.common import atomic
 from tfgan_app.data import datasets as data
+from tfgan_app.evaluation import classifier as classifier_lib
 from tfgan_app.evaluation import metrics as metrics_lib
+from tfgan_app.evaluation import reference as reference_lib
 # Re-exported: the evaluator's users reach the classifiers and the protocol through it.
 from tfgan_app.evaluation.classifiers import (  # pylint: disable=g-multiple-import,unused-import
     DomainClassifier, InceptionClassifier, content_sha256, default_classifier,
     load_evaluation_classifier)
 from tfgan_app.evaluation.protocol import (  # pylint: disable=g-multiple-import,unused-import
-    CACHE_ENV, DEFAULT_METRICS, DEFAULT_NUM_SAMPLES, DEFAULT_SPLIT, GENERATION_BATCH_SIZE,
-    INCEPTION, INCEPTION_HANDLE, INCEPTION_SIZE, LATENT_SAMPLING, METRICS_FILE, REQUIRED_KEYS,
-    _CACHE_VERSION, EvaluationError, append_record, format_table)
+    CACHE_ENV, DEFAULT_METRICS, DEFAULT_NUM_SAMPLES, DEFAULT_RESIZE_METHOD, DEFAULT_SPLIT,
+    GENERATION_BATCH_SIZE, INCEPTION, INCEPTION_HANDLE, INCEPTION_SIZE, LATENT_SAMPLING,
+    METRICS_FILE, REQUIRED_KEYS, RESIZE_METHODS, _CACHE_VERSION, EvaluationError, append_record,
+    format_table)
+from tfgan_app.evaluation.real_stats import (  # pylint: disable=g-multiple-import,unused-import
+    RealStats, default_cache_dir, real_statistics)
 from tfgan_app.exporting import contract
 from tfgan_app.exporting import loader
 from tfgan_app.runs import restore
 from tfgan_app.runs import workdir as workdir_lib
-
-
-# ---------------------------------------------------------------------------------------------
-# Real-data statistics.
-
-
-@dataclasses.dataclass(frozen=True)
-class RealStats:
-  """Classifier activations of real images and how they were obtained (part of the protocol)."""
-  activations: metrics_lib.Activations
-  dataset: str
-  split: str
-  num_real: int
-  image_shape: tuple
-  classifier_sha256: str
-  resize: str
-  cache_path: Optional[str] = None
-  from_cache: bool = False
-
-
-def default_cache_dir() -> str:
-  return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache",
-                                                   "tfgan_app")
-
-
-def _cache_path(cache_dir, dataset, split, image_shape, classifier_sha256, num_real) -> str:
-  safe_split = "".join(c if c.isalnum() else "_" for c in split)
-  name = (f"real-{dataset}-{safe_split}-{'x'.join(map(str, image_shape))}-"
-          f"{classifier_sha256[:16]}-{num_real}-v{_CACHE_VERSION}.npz")
-  return os.path.join(cache_dir, "real_stats", name)
-
-
-def real_statistics(classifier, dataset: str, split: str, image_shape: Sequence[int],
-                    num_real: int, data_dir: Optional[str] = None,
-                    cache_dir: Optional[str] = None) -> RealStats:
-  """Features and logits of the first `num_real` images of a split, cached on disk.
-
-  Args:
-    classifier: a `DomainClassifier` or `InceptionClassifier`.
-    dataset: TFDS dataset name.
-    split: TFDS split (slices such as test[:50%] work).
-    image_shape: [H, W, C] of the generator's images; real images are centre-cropped and
-      area-resized to it when the dataset's native size differs.
-    num_real: wanted number of real images; fewer if the split is smaller.
-    data_dir: TFDS data directory (None: TFDS's default, which honours $TFDS_DATA_DIR).
-    cache_dir: cache directory; None: `default_cache_dir()`; "" disables the cache.
-
-  Raises:
-    EvaluationError: the dataset or split is unavailable, or its images do not fit.
-  """
-  image_shape = tuple(int(d) for d in image_shape)
-  try:
-    # A folder's images are converted to the generator's channels; a TFDS dataset's must match.
-    channels = image_shape[2] if data.is_folder(dataset) else None
-    info = data.prepare(dataset, split, data_dir, image_size=image_shape[0], download=False,
-                        channels=channels)
-  except data.DatasetError as error:
-    raise EvaluationError(f"real data: {error}") from error
-  if info.image_shape != image_shape:
-    raise EvaluationError(f"the generator makes {'x'.join(map(str, image_shape))} images but "
-                          f"{dataset} gives {'x'.join(map(str, info.image_shape))} at that size "
-                          "(channels differ); pass the generator's own --dataset")
-  num_real = min(int(num_real), int(info.num_examples))
-  if num_real < 2:
-    raise EvaluationError(f"split {split!r} of {dataset} has {info.num_examples} images; need 2+")
-  resize = ("none" if tuple(info.native_shape) == image_shape
-            else f"centre crop, area resize to {image_shape[0]}x{image_shape[1]}")
-  if classifier.resize != "none":
-    resize = f"{resize}; classifier: {classifier.resize}"
-  cache_dir = default_cache_dir() if cache_dir is None else cache_dir
-  path = (_cache_path(cache_dir, data.cache_name(info), split, image_shape, classifier.sha256,
-                     num_real)
-          if cache_dir else None)
-  common = dict(dataset=dataset, split=split, num_real=num_real, image_shape=image_shape,
-                classifier_sha256=classifier.sha256, resize=resize, cache_path=path)
-  if path and os.path.isfile(path):
-    try:
-      with np.load(path) as stored:
-        activations = metrics_lib.Activations(features=stored["features"],
-                                              logits=stored["logits"])
-      if len(activations.features) == num_real:
-        return RealStats(activations=activations, from_cache=True, **common)
-    except (OSError, KeyError, ValueError):
-      pass  # A damaged cache entry is recomputed and overwritten.
-  images = data.load_uint8_images(info, data_dir, cache=False).take(num_real)
-  features, logits = [], []
-  for batch in images.batch(GENERATION_BATCH_SIZE):
-    outputs = classifier.activations(data.to_unit_range(batch).numpy(), ("features", "logits"))
-    features.append(outputs.features)
-    logits.append(outputs.logits)
-  activations = metrics_lib.Activations(features=np.concatenate(features),
-                                        logits=np.concatenate(logits))
-  if path:
-    try:
-      os.makedirs(os.path.dirname(path), exist_ok=True)
-      with atomic.replacing(path, suffix=f".tmp-{os.getpid()}.npz") as staging:
-        np.savez(staging, features=activations.features, logits=activations.logits)
-    except OSError as error:  # A read-only cache costs time, not the result.
-      print(f"warning: cannot write the real-data cache {path}: {error.strerror}",
-            file=sys.stderr)
-  return RealStats(activations=activations, **common)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,6 +142,10 @@ def evaluate_generator(generate_fn: Callable, latent_dim: int, real_stats: RealS
     raise EvaluationError(f"num_samples must be >= 2, got {num_samples}")
   if real_stats.classifier_sha256 != classifier.sha256:
     raise EvaluationError("the real statistics were computed with another classifier")
+  if real_stats.resize_method != classifier.resize_method:
+    raise EvaluationError(f"the real statistics were computed with --resize_method="
+                          f"{real_stats.resize_method}, the generated images use "
+                          f"{classifier.resize_method}")
   needs = metrics_lib.needed_outputs(metrics)
   generated, image_shape = generated_activations(generate_fn, latent_dim, classifier, needs,
                                                  num_samples, seed, batch_size)
@@ -255,6 +167,7 @@ def evaluate_generator(generate_fn: Callable, latent_dim: int, real_stats: RealS
       "num_generated": int(num_samples),
       "image_shape": list(image_shape),
       "resize": real_stats.resize,
+      "resize_method": real_stats.resize_method,
       "seed": int(seed),
       "latent_sampling": LATENT_SAMPLING,
       "classifier": classifier.path,
@@ -332,43 +245,91 @@ def load_workdir_generator(workdir: str) -> LoadedGenerator:
 def evaluate(generator: LoadedGenerator, classifier_spec: Optional[str] = None,
              metrics: Sequence[str] = DEFAULT_METRICS, num_samples: int = DEFAULT_NUM_SAMPLES,
              split: str = DEFAULT_SPLIT, seed: int = 0, dataset: Optional[str] = None,
-             data_dir: Optional[str] = None, cache_dir: Optional[str] = None) -> dict:
+             data_dir: Optional[str] = None, cache_dir: Optional[str] = None,
+             resize_method: Optional[str] = None, reference: Optional[str] = None) -> dict:
   """Evaluates a loaded generator end to end (what the command runs).
 
   Args:
     generator: `load_saved_model_generator(...)` or `load_workdir_generator(...)`.
     classifier_spec: see `load_evaluation_classifier`; None: `default_classifier(dataset)`.
-    dataset: real dataset; None: the one the export or run records.
+    dataset: real dataset; None: the one the export or run records (or the reference's).
+    resize_method: Inception's resize protocol (`load_evaluation_classifier`).
+    reference: a reference statistics file (`reference.write_reference`) read instead of
+      computing the real statistics; it must match the classifier, resize method and image
+      size. The record's dataset, split and num_real are then the reference's.
     Others: as in `evaluate_generator` and `real_statistics`.
 
   Returns:
     The `evaluate_generator` record plus `source` (saved_model or workdir/checkpoint, step),
-    `real_stats_cached`, `timestamp` and `total_seconds`.
+    `real_stats_cached`, `reference` (path, sha256; None without one), `timestamp` and
+    `total_seconds`.
 
   Raises:
     EvaluationError: as described in the functions above.
   """
   start_time = time.perf_counter()
-  dataset = dataset or generator.dataset
+  header = reference_lib.read_header(reference) if reference else None
+  dataset = dataset or generator.dataset or (header or {}).get("dataset")
   if not dataset:
     raise EvaluationError("the export does not record its dataset; pass --dataset")
   # The image shape from one sample when the export does not record it.
   image_shape = generator.image_shape or tuple(
       generator.generate_fn(tf.zeros([1, generator.latent_dim])).shape[1:])
   spec = classifier_spec or default_classifier(dataset, image_shape[-1])
-  classifier = load_evaluation_classifier(spec)
+  classifier = load_evaluation_classifier(spec, resize_method)
   classifier.check_image_shape(image_shape)
-  if classifier.dataset and classifier.dataset != dataset:
-    raise EvaluationError(f"the classifier at {classifier.path} was trained on "
-                          f"{classifier.dataset}, the generator on {dataset}; pass a "
-                          f"{dataset} classifier")
-  real = real_statistics(classifier, dataset, split, image_shape, num_samples, data_dir,
-                         cache_dir)
+  if reference:
+    real = reference_lib.read_reference(reference, classifier, image_shape)
+  else:
+    if classifier.dataset and classifier.dataset != classifier_lib.recorded_dataset(dataset):
+      raise EvaluationError(f"the classifier at {classifier.path} was trained on "
+                            f"{classifier.dataset}, the generator on {dataset}; pass a "
+                            f"{dataset} classifier")
+    real = real_statistics(classifier, dataset, split, image_shape, num_samples, data_dir,
+                           cache_dir)
   record = evaluate_generator(generator.generate_fn, generator.latent_dim, real, classifier,
                               metrics, num_samples, seed)
   record["source"] = generator.source
   record["real_stats_cached"] = real.from_cache
+  record["reference"] = ({"path": real.reference["path"], "sha256": real.reference["sha256"]}
+                         if real.reference else None)
   record["timestamp"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
       timespec="seconds")
   record["total_seconds"] = round(time.perf_counter() - start_time, 2)
   return record
+
+
+def write_reference(path: str, dataset: str, classifier_spec: Optional[str] = None,
+                    resize_method: Optional[str] = None, split: str = DEFAULT_SPLIT,
+                    image_size: Optional[int] = None,
+                    num_samples: int = DEFAULT_NUM_SAMPLES, data_dir: Optional[str] = None,
+                    cache_dir: Optional[str] = None) -> dict:
+  """Writes the reference statistics file of a dataset split (`reference.write_reference`).
+
+  Args:
+    path: the `.npz` file to write.
+    dataset: the real dataset.
+    classifier_spec, resize_method: as in `evaluate` (None: the dataset's default classifier).
+    split: the split to read.
+    image_size: the size real images are brought to first (that of the generators the file
+      will be compared with); None: the dataset's own.
+    num_samples: wanted number of images (fewer if the split is smaller).
+    data_dir, cache_dir: as in `real_statistics`.
+
+  Returns:
+    The header written plus `path`.
+
+  Raises:
+    EvaluationError: unreadable dataset, unusable classifier, unwritable path.
+  """
+  try:
+    info = data.prepare(dataset, split, data_dir, image_size=image_size, download=False)
+  except data.DatasetError as error:
+    raise EvaluationError(f"real data: {error}") from error
+  if not isinstance(info, data.ImageDatasetInfo):
+    raise EvaluationError(f"{dataset} is not an image dataset")
+  classifier = load_evaluation_classifier(
+      classifier_spec or default_classifier(dataset, info.image_shape[-1]), resize_method)
+  classifier.check_image_shape(info.image_shape)
+  return reference_lib.write_reference(path, classifier, dataset, split, info.image_shape,
+                                       num_samples, data_dir, cache_dir)
