@@ -1,6 +1,7 @@
 """--dataset=folder:PATH and the shared preprocessing (--resize, --channels, --random_flip,
 --cache), on small folders built from the offline CIFAR-10 JPEGs."""
 
+import copy
 import json
 import os
 import shutil
@@ -11,12 +12,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from absl import flags
 
 from conftest import REPO_ROOT
 from tfgan_app.common import config as config_lib
 from tfgan_app.data import datasets as data
 from tfgan_app.data import labelled
 from tfgan_app.data import preprocess
+from tfgan_app.training import flags as app_flags
 
 CLASSES = ("airplane", "cat", "dog")
 PER_CLASS = 10
@@ -264,6 +267,16 @@ def test_old_boolean_cache_flags_still_parse(tmp_path):
     assert config_lib.TrainConfig.from_flagfile(str(path)).cache == expected
   assert config_lib.TrainConfig(cache=False).cache == "none"
   assert "--cache=memory" in config_lib.TrainConfig().to_flagfile()
+  for argv, expected in ((["--cache"], "memory"), (["--nocache"], "none"),
+                         (["--cache=disk"], "disk"), ([], "memory")):
+    values = flags.FlagValues()
+    flags.DEFINE_flag(copy.deepcopy(app_flags.FLAGS["cache"]), values)
+    values(["train"] + argv)
+    assert values.cache == expected
+  with pytest.raises(flags.IllegalFlagValueError, match="memory|disk|none"):
+    values = flags.FlagValues()
+    flags.DEFINE_flag(copy.deepcopy(app_flags.FLAGS["cache"]), values)
+    values(["train", "--cache=ram"])
 
 
 def test_labelled_folder_for_the_classifier(tmp_path):
