@@ -93,3 +93,25 @@ def run_script_ok(script: str) -> None:
   result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=HANG_TIMEOUT_S)
   assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+def numpy_frechet_distance(a, b) -> float:
+  """FID's formula in numpy/scipy, independent of TF-GAN: ||mu_a - mu_b||^2 +
+  Tr(C_a + C_b - 2 (C_a C_b)^(1/2))."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import scipy.linalg  # pylint: disable=import-outside-toplevel
+  mu_a, mu_b = a.mean(0), b.mean(0)
+  cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+  sqrt_product = scipy.linalg.sqrtm(cov_a @ cov_b).real
+  return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2.0 * sqrt_product))
+
+
+def numpy_unbiased_mmd2(a, b) -> float:
+  """KID's unbiased MMD^2 in numpy with k(x, y) = (x.y / d + 1)^3 (one block)."""
+  dim = a.shape[1]
+  k_aa = (a @ a.T / dim + 1) ** 3
+  k_bb = (b @ b.T / dim + 1) ** 3
+  k_ab = (a @ b.T / dim + 1) ** 3
+  m, n = len(a), len(b)
+  return float((k_aa.sum() - k_aa.trace()) / (m * (m - 1))
+               + (k_bb.sum() - k_bb.trace()) / (n * (n - 1)) - 2 * k_ab.mean())

@@ -14,11 +14,10 @@ from keras import layers
 import numpy as np
 from PIL import Image
 import pytest
-import scipy.linalg
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from conftest import REPO_ROOT, tfds_data_dir
+from conftest import REPO_ROOT, numpy_frechet_distance, numpy_unbiased_mmd2, tfds_data_dir
 from tfgan_app.evaluation import evaluator
 from tfgan_app.evaluation import inception
 from tfgan_app.exporting import saved_model as export
@@ -114,28 +113,28 @@ def _independent_preprocess(images_uint8: np.ndarray, resize_method: str) -> np.
   return ((resized - 128.0) / 128.0).astype(np.float32)
 
 
-def _numpy_fid(real, generated):
-  mu_r, mu_g = real.mean(0), generated.mean(0)
-  cov_r, cov_g = np.cov(real, rowvar=False), np.cov(generated, rowvar=False)
-  root = scipy.linalg.sqrtm(cov_r @ cov_g).real
-  return float(np.sum((mu_r - mu_g) ** 2) + np.trace(cov_r + cov_g - 2 * root))
-
-
-def _numpy_kid(real, generated):
-  """Unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3 (one block: N <= 1024)."""
-  dim = real.shape[1]
-  k_rr, k_gg = (real @ real.T / dim + 1) ** 3, (generated @ generated.T / dim + 1) ** 3
-  k_rg = (real @ generated.T / dim + 1) ** 3
-  m, n = len(real), len(generated)
-  return float((k_rr.sum() - np.trace(k_rr)) / (m * (m - 1))
-               + (k_gg.sum() - np.trace(k_gg)) / (n * (n - 1)) - 2 * k_rg.mean())
-
-
 def _numpy_is(logits):
   logits = logits - logits.max(1, keepdims=True)
   p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
   kl = np.sum(p * (np.log(p) - np.log(p.mean(0, keepdims=True))), axis=1)
   return float(np.exp(kl.mean()))
+
+
+def _assert_metrics_match_numpy(record, stand_in, real_images, generated_images, resize_method):
+  """The evaluator's FID, KID and IS equal numpy's on the stand-in's outputs for the images."""
+  network = keras.saving.load_model(stand_in)
+  real_out = network(_independent_preprocess(real_images, resize_method))
+  generated_out = network(_independent_preprocess(generated_images, resize_method))
+  real_features = np.asarray(real_out["pool_3"], np.float64)
+  generated_features = np.asarray(generated_out["pool_3"], np.float64)
+  np.testing.assert_allclose(record["fid"],
+                             numpy_frechet_distance(real_features, generated_features),
+                             rtol=2e-3, atol=1e-5)
+  np.testing.assert_allclose(record["kid"], numpy_unbiased_mmd2(real_features, generated_features),
+                             rtol=2e-3, atol=1e-6)
+  np.testing.assert_allclose(record["is"],
+                             _numpy_is(np.asarray(generated_out["logits"], np.float64)),
+                             rtol=1e-4)
 
 
 def test_clean_resize_is_pil_bicubic_and_tf_bilinear_is_bilinear():
@@ -213,18 +212,7 @@ def test_evaluation_through_the_stand_in_matches_numpy(resize_method, stand_in, 
                                                      dtype=np.float32)
   generated_images = generator.generate_fn(tf.constant(latents)).numpy()
   assert generated_images.dtype == np.uint8
-  network = keras.saving.load_model(stand_in)
-  real_out = network(_independent_preprocess(real_images, resize_method))
-  generated_out = network(_independent_preprocess(generated_images, resize_method))
-  real_features = np.asarray(real_out["pool_3"], np.float64)
-  generated_features = np.asarray(generated_out["pool_3"], np.float64)
-  np.testing.assert_allclose(record["fid"], _numpy_fid(real_features, generated_features),
-                             rtol=2e-3, atol=1e-5)
-  np.testing.assert_allclose(record["kid"], _numpy_kid(real_features, generated_features),
-                             rtol=2e-3, atol=1e-6)
-  np.testing.assert_allclose(record["is"],
-                             _numpy_is(np.asarray(generated_out["logits"], np.float64)),
-                             rtol=1e-4)
+  _assert_metrics_match_numpy(record, stand_in, real_images, generated_images, resize_method)
   assert record["fid"] > 0.01  # Digits against an untrained generator's noise differ.
 
   # The cache answers the second time, with the same numbers.
@@ -266,18 +254,7 @@ def test_colour_folder_through_the_stand_in_matches_numpy(stand_in, tmp_path):
   latents = np.random.default_rng(1).standard_normal((24, _LATENT_DIM), dtype=np.float32)
   generated_images = generator.generate_fn(tf.constant(latents)).numpy()
   assert generated_images.shape == (24, 32, 32, 3)
-  network = keras.saving.load_model(stand_in)
-  real_out = network(_independent_preprocess(real_images, "clean"))
-  generated_out = network(_independent_preprocess(generated_images, "clean"))
-  real_features = np.asarray(real_out["pool_3"], np.float64)
-  generated_features = np.asarray(generated_out["pool_3"], np.float64)
-  np.testing.assert_allclose(record["fid"], _numpy_fid(real_features, generated_features),
-                             rtol=2e-3, atol=1e-5)
-  np.testing.assert_allclose(record["kid"], _numpy_kid(real_features, generated_features),
-                             rtol=2e-3, atol=1e-6)
-  np.testing.assert_allclose(record["is"],
-                             _numpy_is(np.asarray(generated_out["logits"], np.float64)),
-                             rtol=1e-4)
+  _assert_metrics_match_numpy(record, stand_in, real_images, generated_images, "clean")
 
 
 def test_default_classifier_comes_from_the_dataset_variable(monkeypatch):

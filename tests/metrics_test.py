@@ -2,27 +2,9 @@
 
 import numpy as np
 import pytest
-import scipy.linalg
 
+from conftest import numpy_frechet_distance, numpy_unbiased_mmd2
 from tfgan_app.evaluation import metrics
-
-
-def _numpy_frechet_distance(a, b):
-  mu_a, mu_b = a.mean(0), b.mean(0)
-  cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-  sqrt_product = scipy.linalg.sqrtm(cov_a @ cov_b).real
-  return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2.0 * sqrt_product))
-
-
-def _numpy_unbiased_mmd2(a, b):
-  """Unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3 (one block)."""
-  dim = a.shape[1]
-  k_aa = (a @ a.T / dim + 1) ** 3
-  k_bb = (b @ b.T / dim + 1) ** 3
-  k_ab = (a @ b.T / dim + 1) ** 3
-  m, n = len(a), len(b)
-  return float((k_aa.sum() - np.trace(k_aa)) / (m * (m - 1))
-               + (k_bb.sum() - np.trace(k_bb)) / (n * (n - 1)) - 2 * k_ab.mean())
 
 
 def test_fid_matches_scipy():
@@ -30,7 +12,7 @@ def test_fid_matches_scipy():
   real = rng.normal(size=(600, 12))
   generated = rng.normal(size=(500, 12)) @ rng.normal(size=(12, 12)) * 0.5 + 0.3
   np.testing.assert_allclose(metrics.frechet_distance(real, generated),
-                             _numpy_frechet_distance(real, generated), rtol=1e-3)
+                             numpy_frechet_distance(real, generated), rtol=1e-3)
 
 
 def test_fid_of_a_sample_with_itself_is_zero():
@@ -54,7 +36,7 @@ def test_kid_matches_numpy_on_one_block():
   rng = np.random.default_rng(2)
   real, generated = rng.normal(size=(300, 8)), rng.normal(size=(200, 8)) + 0.5
   result = metrics.kernel_distance(real, generated, block_size=1024)
-  np.testing.assert_allclose(result["kid"], _numpy_unbiased_mmd2(real, generated), rtol=1e-6)
+  np.testing.assert_allclose(result["kid"], numpy_unbiased_mmd2(real, generated), rtol=1e-6)
   assert result["kid_std"] is None  # One block.
 
 

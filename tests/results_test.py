@@ -40,6 +40,18 @@ def test_only_toy_runs_give_no_mnist_table():
   assert "Made on 2026-11-23 on" in page and "grid25" not in page
 
 
+def test_page_names_the_hardware_each_row_was_measured_on():
+  measured = _record("ring8_hinge", results.TOY, dataset="ring8", modes_covered=8, num_modes=8,
+                     high_quality_fraction=0.9, kl=0.5)
+  measured["hardware"] = "CPU AMD EPYC (avx2 avx512f avx512_bf16)"
+  older = _record("ring8_minimax", results.TOY, dataset="ring8", modes_covered=8, num_modes=8,
+                  high_quality_fraction=0.9, kl=0.5)
+  page = results.render_page([older, measured], "cmd", 100)
+  assert ("CPU cores (CPU AMD EPYC (avx2 avx512f avx512_bf16); older rows did not record "
+          "theirs)") in page
+  assert "older rows" not in results.render_page([measured], "cmd", 100)
+
+
 def _toy(name, dataset, date="2026-11-23", modes=8):
   record = _record(name, results.TOY, dataset=dataset, modes_covered=modes, num_modes=modes,
                    high_quality_fraction=0.5, kl=0.25)

@@ -112,6 +112,16 @@ def _toy_table(dataset: str, records: Sequence[dict]) -> list:
   return lines
 
 
+def _hardware_text(records) -> str:
+  """" (CPU: ...)": the machines the rows were measured on (each record's `hardware`)."""
+  machines = sorted({record["hardware"] for record in records if record.get("hardware")})
+  if not machines:
+    return ""
+  unrecorded = any(not record.get("hardware") for record in records)
+  return (f" ({'; '.join(machines)}"
+          f"{'; older rows did not record theirs' if unrecorded else ''})")
+
+
 def render_page(records: Sequence[dict], command: str, num_samples: int) -> str:
   """The Markdown page: how it was made, one table per kind (per dataset for toys), the images.
 
@@ -127,9 +137,10 @@ def render_page(records: Sequence[dict], command: str, num_samples: int) -> str:
       "",
       f"    {command}",
       "",
-      f"Made on {dates_text(records)} on {platform.machine()} with {os.cpu_count()} CPU cores; "
-      f"every number measured on {_samples_text(records, num_samples)} of the exported "
-      "generator (latents from numpy `default_rng(0)`).",
+      f"Made on {dates_text(records)} on {platform.machine()} with {os.cpu_count()} CPU cores"
+      f"{_hardware_text(records)}; every number measured on "
+      f"{_samples_text(records, num_samples)} of the exported generator (latents from numpy "
+      "`default_rng(0)`).",
   ]
   mnist = [record for record in records if record["kind"] == MNIST]
   if mnist:

@@ -50,6 +50,7 @@ from tfgan_app.common import atomic
 from tfgan_app.data import folder as folder_lib
 from tfgan_app.evaluation import classifier as classifier_lib
 from tfgan_app.exporting import loader
+from tfgan_app.hardware import precision
 # The kinds and the renderer, also reached here by the command and the tests.
 from tfgan_app.reporting.page import CIFAR10, MNIST, TOY, render_page
 
@@ -307,6 +308,8 @@ def make_results(workdir: str, out_dir: str, runs: Sequence[Run] = RUNS,
     classifier = ensure_classifier(classifier or os.path.join(workdir, "classifier"), data_dir)
   records, images = [], {}
   date = datetime.date.today().isoformat()
+  # The CPU (model and the flags that decide its speed) or GPUs the numbers were measured on.
+  hardware = precision.detect_hardware().describe()
   for run in runs:
     flags = run_flags(run, cifar10_dataset)
     export_path = train_run(run, workdir, data_dir, train_flags, configs_dir, flags)
@@ -330,7 +333,7 @@ def make_results(workdir: str, out_dir: str, runs: Sequence[Run] = RUNS,
     record = {"name": run.name, "title": run.title, "kind": run.kind, "date": date,
               "command": f"configs/{run.config}" + (f" {flag_text}" if flag_text else ""),
               "export": export_path, "step": _step(export_path), "num_samples": num_samples,
-              **measured}
+              "hardware": hardware, **measured}
     image = newest_sample_image(os.path.join(workdir, run.name))
     if image:
       images[run.name] = image

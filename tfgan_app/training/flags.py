@@ -277,35 +277,24 @@ flags.register_validator("lr_decay_start", lambda value: 0.0 <= value <= 1.0,
                          message="must be in [0, 1]")
 flags.register_validator("eval_every", lambda value: value >= 0,
                          message="must be >= 0 (0 turns evaluation off)")
-def _valid_metric_names(text):
-  try:
-    metrics.parse_metric_names(text)
-  except ValueError as error:
-    raise flags.ValidationError(str(error)) from None
-  return True
 
 
-flags.register_validator("eval_metrics", _valid_metric_names)
+def _parses(parse):
+  """A flag validator: `parse(text)` must not raise ValueError; its message becomes the error."""
+  def valid(text):
+    try:
+      parse(text)
+    except ValueError as error:
+      raise flags.ValidationError(str(error)) from None
+    return True
+  return valid
+
+
+flags.register_validator("eval_metrics", _parses(metrics.parse_metric_names))
 flags.register_validator("eval_num_samples", lambda value: value >= 4, message="must be >= 4")
-def _valid_units(text):
-  try:
-    config_lib.parse_units(text)
-  except ValueError as error:
-    raise flags.ValidationError(str(error)) from None
-  return True
-
-
-def _valid_diffaugment(text):
-  try:
-    diffaugment.parse_policy(text)
-  except ValueError as error:
-    raise flags.ValidationError(str(error)) from None
-  return True
-
-
-flags.register_validator("diffaugment", _valid_diffaugment)
+flags.register_validator("diffaugment", _parses(diffaugment.parse_policy))
 for _name in ("g_units", "d_units"):
-  flags.register_validator(_name, _valid_units)
+  flags.register_validator(_name, _parses(config_lib.parse_units))
 for _name in ("beta1", "beta2", "ema_decay", "label_smoothing", "d_dropout"):
   flags.register_validator(_name, lambda value: 0.0 <= value < 1.0, message="must be in [0, 1)")
 flags.register_validator("model_name",
