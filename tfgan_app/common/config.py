@@ -84,6 +84,7 @@ class TrainConfig:
   minibatch_discrimination: bool = False
   minibatch_kernels: int = 100
   minibatch_kernel_dim: int = 5
+  spectral_norm: bool = False  # Spectral normalisation of D's layers (models/spectral_norm.py).
   gmm_components: int = 50
   g_units: str = "1200,1200"  # --architecture=mlp: hidden widths, see parse_units.
   d_units: str = "240,240"

@@ -29,7 +29,8 @@ def build_gan(config, image_shape, policy: Optional[str] = None) -> gan_lib.GAN:
       g_refine_blocks=config.g_refine_blocks,
       minibatch_kernels=config.minibatch_kernels if config.minibatch_discrimination else 0,
       minibatch_kernel_dim=config.minibatch_kernel_dim, g_units=g_units,
-      d_units=config_lib.parse_units(config.d_units), d_dropout=config.d_dropout)
+      d_units=config_lib.parse_units(config.d_units), d_dropout=config.d_dropout,
+      spectral_norm=config.spectral_norm)
   ema_generator = None
   if config.ema_decay > 0:
     ema_generator = models.build_generator(
@@ -71,7 +72,7 @@ def build_gan(config, image_shape, policy: Optional[str] = None) -> gan_lib.GAN:
 
 
 # run_spec.json fields that runs from before they existed leave out, at their values then.
-SPEC_DEFAULTS = {"minibatch_discrimination": False, "g_refine_blocks": 0}
+SPEC_DEFAULTS = {"minibatch_discrimination": False, "g_refine_blocks": 0, "spectral_norm": False}
 
 
 def run_spec(config, image_shape) -> dict:
@@ -81,7 +82,9 @@ def run_spec(config, image_shape) -> dict:
           "g_filters": config.g_filters, "d_filters": config.d_filters,
           "kernel_size": config.kernel_size, "g_refine_blocks": config.g_refine_blocks,
           "ema": config.ema_decay > 0,
-          "minibatch_discrimination": config.minibatch_discrimination}
+          "minibatch_discrimination": config.minibatch_discrimination,
+          # D's layers hold u; dcgan's D has no BatchNorm then.
+          "spectral_norm": config.spectral_norm}
   if config.minibatch_discrimination:
     # Only then: the sizes of a layer that is not there do not decide anything.
     spec.update(minibatch_kernels=config.minibatch_kernels,

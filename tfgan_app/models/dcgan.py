@@ -3,7 +3,8 @@
 Architecture guidelines followed: strided convolutions instead of pooling in D, transposed
 convolutions in G; BatchNorm in both except G's output layer and D's input layer; ReLU in G
 with a tanh output; LeakyReLU(0.2) in D. D returns logits (the sigmoid lives in the losses,
-where it is numerically stable).
+where it is numerically stable). With spectral normalisation (Miyato et al. 2018) D's layers
+are normalised and D has no BatchNorm, as in SNGAN's discriminators.
 
 Keras's layers, some computed faster with the same variables and results (README,
 Performance): BatchNorm by the fused kernel (`fused_batchnorm`), the image layers over their
@@ -19,6 +20,7 @@ from keras import layers
 from tfgan_app.models import fused_batchnorm
 from tfgan_app.models import minibatch_discrimination
 from tfgan_app.models import phase_conv
+from tfgan_app.models import spectral_norm as spectral_norm_lib
 from tfgan_app.models import strided_conv
 
 
@@ -135,7 +137,7 @@ class Discriminator(keras.Model):
   def __init__(self, image_shape: Sequence[int], filters: int = 64,
                sync_batchnorm: bool = False, kernel_size: int = 4, minibatch_kernels: int = 0,
                minibatch_kernel_dim: int = minibatch_discrimination.DEFAULT_KERNEL_DIM,
-               **kwargs):
+               spectral_norm: bool = False, **kwargs):
     """Builds the layers.
 
     Args:
@@ -146,9 +148,15 @@ class Discriminator(keras.Model):
       minibatch_kernels: kernels of a minibatch discrimination layer before the logit layer
         (Salimans et al. 2016); 0: no such layer.
       minibatch_kernel_dim: dimension of each of those kernels.
+      spectral_norm: spectral normalisation (Miyato et al. 2018, `spectral_norm`) of every
+        convolution and of the logit layer, and no BatchNorm: SNGAN's discriminators have none,
+        and BatchNorm's division by the batch's deviation would undo the Lipschitz bound; every
+        convolution has a bias instead. The minibatch discrimination layer, when there is one,
+        is not normalised.
       **kwargs: keras.Model arguments (name, ...).
     """
     super().__init__(**kwargs)
+    self.spectral_norm = bool(spectral_norm)
     self.minibatch_kernels = int(minibatch_kernels)
     self.minibatch_kernel_dim = int(minibatch_kernel_dim)
     self.kernel_size = int(kernel_size)
@@ -162,34 +170,41 @@ class Discriminator(keras.Model):
       # The image layer (few channels) over its stride phases, the others with the faster
       # kernel gradient (see phase_conv, strided_conv).
       conv = phase_conv.PhaseConv2D if index == 0 else strided_conv.StridedConv2D
+      conv = spectral_norm_lib.layer_class(conv, self.spectral_norm)
       setattr(self, f"down{index}", conv(
           self.filters * 2 ** index, self.kernel_size, strides=2, padding="same",
-          use_bias=index == 0, name=f"down{index}"))
-      if index > 0:  # No BatchNorm on the input layer (DCGAN): it would erase the data's own
-        # statistics.
+          use_bias=index == 0 or self.spectral_norm, name=f"down{index}"))
+      if self._has_batch_norm(index):
         setattr(self, f"down{index}_bn", _batch_norm(self.sync_batchnorm, f"down{index}_bn"))
     self.flatten = layers.Flatten()
     self.minibatch = minibatch_discrimination.layer_or_identity(self.minibatch_kernels,
                                                                 self.minibatch_kernel_dim)
-    self.to_logit = layers.Dense(1, name="to_logit")
+    self.to_logit = spectral_norm_lib.layer_class(layers.Dense, self.spectral_norm)(
+        1, name="to_logit")
+
+  def _has_batch_norm(self, index: int) -> bool:
+    # None on the input layer (DCGAN: it would erase the data's own statistics), none with
+    # spectral normalisation (see __init__).
+    return index > 0 and not self.spectral_norm
 
   def features(self, images, training=False):
     """The last hidden layer [B, F]: the flattened last convolution block, as feature matching
     (Salimans et al. 2016 §3.1) uses it; before minibatch discrimination and the logit."""
     x = images  # [B, H, W, C]
     for index in range(self.num_down_blocks):
-      x = getattr(self, f"down{index}")(x)  # [B, h/2, w/2, c*2]
-      if index > 0:
+      x = getattr(self, f"down{index}")(x, training=training)  # [B, h/2, w/2, c*2]
+      if self._has_batch_norm(index):
         x = getattr(self, f"down{index}_bn")(x, training=training)
       x = keras.activations.leaky_relu(x, negative_slope=0.2)
     return self.flatten(x)  # [B, base*base*c]
 
   def call(self, images, training=False):
     x = self.minibatch(self.features(images, training=training))  # [B, F (+ kernels)]
-    return keras.ops.cast(self.to_logit(x), "float32")  # [B, 1]
+    return keras.ops.cast(self.to_logit(x, training=training), "float32")  # [B, 1]
 
   def get_config(self):
     return {"image_shape": list(self.image_shape), "filters": self.filters,
             "sync_batchnorm": self.sync_batchnorm, "kernel_size": self.kernel_size,
             "minibatch_kernels": self.minibatch_kernels,
-            "minibatch_kernel_dim": self.minibatch_kernel_dim, "name": self.name}
+            "minibatch_kernel_dim": self.minibatch_kernel_dim,
+            "spectral_norm": self.spectral_norm, "name": self.name}

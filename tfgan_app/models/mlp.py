@@ -18,6 +18,7 @@ from keras import layers
 
 from tfgan_app.models import fast_dropout
 from tfgan_app.models import minibatch_discrimination
+from tfgan_app.models import spectral_norm as spectral_norm_lib
 
 _NEGATIVE_SLOPE = 0.2
 
@@ -82,7 +83,7 @@ class Discriminator(keras.Model):
   def __init__(self, input_shape: Sequence[int], hidden_units: Sequence[int] = (240, 240),
                dropout: float = 0.5, minibatch_kernels: int = 0,
                minibatch_kernel_dim: int = minibatch_discrimination.DEFAULT_KERNEL_DIM,
-               **kwargs):
+               spectral_norm: bool = False, **kwargs):
     """Builds the layers.
 
     Args:
@@ -92,9 +93,13 @@ class Discriminator(keras.Model):
       minibatch_kernels: kernels of a minibatch discrimination layer before the logit layer
         (Salimans et al. 2016); 0: no such layer.
       minibatch_kernel_dim: dimension of each of those kernels.
+      spectral_norm: spectral normalisation (Miyato et al. 2018, `spectral_norm`) of every
+        dense layer; the minibatch discrimination layer, when there is one, is not normalised.
       **kwargs: keras.Model arguments (name, ...).
     """
     super().__init__(**kwargs)
+    self.spectral_norm = bool(spectral_norm)
+    dense = spectral_norm_lib.layer_class(layers.Dense, self.spectral_norm)
     self.minibatch_kernels = int(minibatch_kernels)
     self.minibatch_kernel_dim = int(minibatch_kernel_dim)
     self.example_shape = tuple(int(d) for d in input_shape)
@@ -108,13 +113,13 @@ class Discriminator(keras.Model):
     self.num_hidden = len(self.hidden_units)
     for index, units in enumerate(self.hidden_units):
       # The input layer in float32 (see the module docstring).
-      setattr(self, f"hidden{index}", layers.Dense(
+      setattr(self, f"hidden{index}", dense(
           units, dtype="float32" if index == 0 else None, name=f"hidden{index}"))
       setattr(self, f"dropout{index}", fast_dropout.FastDropout(self.dropout_rate,
                                                                  name=f"dropout{index}"))
     self.minibatch = minibatch_discrimination.layer_or_identity(self.minibatch_kernels,
                                                                 self.minibatch_kernel_dim)
-    self.to_logit = layers.Dense(1, name="to_logit")
+    self.to_logit = dense(1, name="to_logit")
 
   def random_states(self) -> dict:
     """The dropout layers' RNG states (raw tf.Variables), by layer name.
@@ -137,7 +142,7 @@ class Discriminator(keras.Model):
     x = self.flatten(inputs)  # [B, prod(shape)]
     last = self.num_hidden - 1
     for index in range(self.num_hidden):
-      x = keras.activations.leaky_relu(getattr(self, f"hidden{index}")(x),
+      x = keras.activations.leaky_relu(getattr(self, f"hidden{index}")(x, training=training),
                                        negative_slope=_NEGATIVE_SLOPE)  # [B, units]
       if index < last:
         x = getattr(self, f"dropout{index}")(x, training=training)
@@ -147,9 +152,10 @@ class Discriminator(keras.Model):
     x = self.features(inputs, training=training)
     x = getattr(self, f"dropout{self.num_hidden - 1}")(x, training=training)
     x = self.minibatch(x)  # [B, F (+ kernels)]
-    return keras.ops.cast(self.to_logit(x), "float32")  # [B, 1]
+    return keras.ops.cast(self.to_logit(x, training=training), "float32")  # [B, 1]
 
   def get_config(self):
     return {"input_shape": list(self.example_shape), "hidden_units": list(self.hidden_units),
             "dropout": self.dropout_rate, "minibatch_kernels": self.minibatch_kernels,
-            "minibatch_kernel_dim": self.minibatch_kernel_dim, "name": self.name}
+            "minibatch_kernel_dim": self.minibatch_kernel_dim,
+            "spectral_norm": self.spectral_norm, "name": self.name}

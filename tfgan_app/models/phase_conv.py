@@ -87,6 +87,10 @@ def _applies(layer, spatial: List[int]) -> bool:
 class PhaseConv2D(layers.Conv2D):
   """`keras.layers.Conv2D`, computed on the input's space_to_depth phases when strided."""
 
+  def call(self, inputs, training=None):
+    del training  # Taken like Dense's, so that a discriminator passes it to all its layers.
+    return super().call(inputs)
+
   def convolution_op(self, inputs, kernel):
     stride = self.strides[0]
     spatial = list(inputs.shape[1:3])

@@ -89,32 +89,34 @@ def build_discriminator(architecture: str, image_shape: Sequence[int], filters: 
                         sync_batchnorm: bool = False, kernel_size: int = 4,
                         minibatch_kernels: int = 0,
                         minibatch_kernel_dim: int = minibatch_discrimination.DEFAULT_KERNEL_DIM,
-                        hidden_units: Sequence[int] = (240, 240), dropout: float = 0.5
-                        ) -> keras.Model:
+                        hidden_units: Sequence[int] = (240, 240), dropout: float = 0.5,
+                        spectral_norm: bool = False) -> keras.Model:
   """A built discriminator mapping [B, *image_shape] to logits [B, 1].
 
   It also has `features(images, training)` -> [B, F], its last hidden layer (feature
   matching). `minibatch_kernels` > 0 adds minibatch discrimination before the logit layer.
   `filters`, `sync_batchnorm` and `kernel_size` apply to dcgan, `hidden_units` and `dropout`
-  to mlp.
+  to mlp. `spectral_norm` normalises D's layers (models/spectral_norm.py; dcgan's D then has no
+  BatchNorm).
   """
   check_example_shape(architecture, image_shape)
   _check_dcgan_options(architecture, minibatch_kernels=minibatch_kernels)
   if architecture == "tf_tutorial":
     discriminator = tf_tutorial.Discriminator(image_shape, filters=filters,
                                               sync_batchnorm=sync_batchnorm,
-                                              kernel_size=kernel_size, name="discriminator")
+                                              kernel_size=kernel_size,
+                                              spectral_norm=spectral_norm, name="discriminator")
   elif architecture == "mlp":
     discriminator = mlp.Discriminator(image_shape, hidden_units=hidden_units, dropout=dropout,
                                       minibatch_kernels=minibatch_kernels,
                                       minibatch_kernel_dim=minibatch_kernel_dim,
-                                      name="discriminator")
+                                      spectral_norm=spectral_norm, name="discriminator")
   else:
     discriminator = dcgan.Discriminator(image_shape, filters=filters,
                                         sync_batchnorm=sync_batchnorm, kernel_size=kernel_size,
                                         minibatch_kernels=minibatch_kernels,
                                         minibatch_kernel_dim=minibatch_kernel_dim,
-                                        name="discriminator")
+                                        spectral_norm=spectral_norm, name="discriminator")
   discriminator(keras.ops.zeros((1, *image_shape)))
   return discriminator
 
@@ -124,7 +126,8 @@ def build_models(architecture: str, latent_dim: int, image_shape: Sequence[int],
                  kernel_size: int = 4, g_refine_blocks: int = 0, minibatch_kernels: int = 0,
                  minibatch_kernel_dim: int = minibatch_discrimination.DEFAULT_KERNEL_DIM,
                  g_units: Sequence[int] = (1200, 1200), d_units: Sequence[int] = (240, 240),
-                 d_dropout: float = 0.5) -> Tuple[keras.Model, keras.Model]:
+                 d_dropout: float = 0.5,
+                 spectral_norm: bool = False) -> Tuple[keras.Model, keras.Model]:
   """Returns (generator, discriminator), built for examples of `image_shape`."""
   return (build_generator(architecture, latent_dim, image_shape, g_filters, sync_batchnorm,
                           kernel_size=kernel_size, refine_blocks=g_refine_blocks,
@@ -132,4 +135,4 @@ def build_models(architecture: str, latent_dim: int, image_shape: Sequence[int],
           build_discriminator(architecture, image_shape, d_filters, sync_batchnorm,
                               kernel_size=kernel_size, minibatch_kernels=minibatch_kernels,
                               minibatch_kernel_dim=minibatch_kernel_dim, hidden_units=d_units,
-                              dropout=d_dropout))
+                              dropout=d_dropout, spectral_norm=spectral_norm))

@@ -82,6 +82,10 @@ def _conv_transpose(inputs, kernel, output_shape, stride, kernel_size):
 class StridedConv2D(layers.Conv2D):
   """`keras.layers.Conv2D` with the kernel gradient as a forward convolution when strided."""
 
+  def call(self, inputs, training=None):
+    del training  # Taken like Dense's, so that a discriminator passes it to all its layers.
+    return super().call(inputs)
+
   def convolution_op(self, inputs, kernel):
     if not _applies(self, inputs.shape[1:3]):
       return super().convolution_op(inputs, kernel)

@@ -27,6 +27,7 @@ from keras import layers
 from tfgan_app.models import fast_dropout
 from tfgan_app.models import fused_batchnorm
 from tfgan_app.models import phase_conv
+from tfgan_app.models import spectral_norm as spectral_norm_lib
 from tfgan_app.models import strided_conv
 
 # tf.keras.layers.LeakyReLU's default slope, which the tutorial relies on.
@@ -109,7 +110,8 @@ class Discriminator(keras.Model):
   """Maps images [B, 28, 28, C] in [-1, 1] to logits [B, 1] of P(real)."""
 
   def __init__(self, image_shape: Sequence[int], filters: int = 64,
-               sync_batchnorm: bool = False, kernel_size: int = 5, **kwargs):
+               sync_batchnorm: bool = False, kernel_size: int = 5, spectral_norm: bool = False,
+               **kwargs):
     """Builds the layers.
 
     Args:
@@ -119,6 +121,8 @@ class Discriminator(keras.Model):
       sync_batchnorm: unused (the tutorial's discriminator has no BatchNorm); accepted so that
         every architecture takes the same arguments.
       kernel_size: side of the convolution kernels (the tutorial: 5).
+      spectral_norm: spectral normalisation (Miyato et al. 2018, `spectral_norm`) of all three
+        layers (not the tutorial's; its dropout stays).
       **kwargs: keras.Model arguments (name, ...).
     """
     super().__init__(**kwargs)
@@ -126,14 +130,16 @@ class Discriminator(keras.Model):
     self.filters = int(filters)
     self.sync_batchnorm = bool(sync_batchnorm)
     self.kernel_size = int(kernel_size)
-    self.down0 = phase_conv.PhaseConv2D(self.filters, self.kernel_size, strides=2,
-                                        padding="same", name="down0")
+    self.spectral_norm = bool(spectral_norm)
+    normalized = lambda base: spectral_norm_lib.layer_class(base, self.spectral_norm)
+    self.down0 = normalized(phase_conv.PhaseConv2D)(self.filters, self.kernel_size, strides=2,
+                                                    padding="same", name="down0")
     self.dropout0 = fast_dropout.FastDropout(DROPOUT_RATE, name="dropout0")
-    self.down1 = strided_conv.StridedConv2D(2 * self.filters, self.kernel_size, strides=2,
-                                            padding="same", name="down1")
+    self.down1 = normalized(strided_conv.StridedConv2D)(2 * self.filters, self.kernel_size,
+                                                        strides=2, padding="same", name="down1")
     self.dropout1 = fast_dropout.FastDropout(DROPOUT_RATE, name="dropout1")
     self.flatten = layers.Flatten()
-    self.to_logit = layers.Dense(1, name="to_logit")
+    self.to_logit = normalized(layers.Dense)(1, name="to_logit")
 
   def random_states(self) -> dict:
     """The dropout layers' RNG states (raw tf.Variables), by layer name.
@@ -146,17 +152,19 @@ class Discriminator(keras.Model):
 
   def features(self, inputs, training=False):
     """The flattened features before the last Dense layer, [B, 7*7*2f]."""
-    x = keras.activations.leaky_relu(self.down0(inputs), LEAKY_SLOPE)  # [B, 14, 14, f]
+    x = keras.activations.leaky_relu(self.down0(inputs, training=training),
+                                     LEAKY_SLOPE)  # [B, 14, 14, f]
     x = self.dropout0(x, training=training)
-    x = keras.activations.leaky_relu(self.down1(x), LEAKY_SLOPE)  # [B, 7, 7, 2f]
+    x = keras.activations.leaky_relu(self.down1(x, training=training),
+                                     LEAKY_SLOPE)  # [B, 7, 7, 2f]
     x = self.dropout1(x, training=training)
     return self.flatten(x)  # [B, 7*7*2f]
 
   def call(self, images, training=False):
-    return keras.ops.cast(self.to_logit(self.features(images, training=training)),
-                          "float32")  # [B, 1]
+    return keras.ops.cast(self.to_logit(self.features(images, training=training),
+                                        training=training), "float32")  # [B, 1]
 
   def get_config(self):
     return {"image_shape": list(self.image_shape), "filters": self.filters,
             "sync_batchnorm": self.sync_batchnorm, "kernel_size": self.kernel_size,
-            "name": self.name}
+            "spectral_norm": self.spectral_norm, "name": self.name}

@@ -9,7 +9,7 @@ costs what its forward pass costs, and so does its input gradient; the input gra
 model's first layer is counted only when something needs it (a discriminator's first layer when
 the generator's loss flows through it; never the generator's first layer, whose input is z).
 Not counted: BatchNorm, activations, dropout, losses, Adam (all O(activations) or O(weights)
-elementwise work).
+elementwise work), spectral normalisation's power iteration (O(weights) per batch).
 
 Per update scheme, per training step of `d_steps` discriminator updates, with F = forward,
 W = weight gradients, I = input gradients without the first layer, A = all input gradients:
@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgan_app.models import phase_conv
+from tfgan_app.models import spectral_norm
 
 # Op types that carry the multiply-adds of Dense, Conv2D and Conv2DTranspose layers.
 _MATMUL_OPS = ("MatMul", "BatchMatMulV2", "BatchMatMulV3")
@@ -102,7 +103,9 @@ def model_flops(model: keras.Model, input_shape: Sequence[int]) -> ModelFlops:
   The model is traced (not run) on a batch of one in training mode.
   """
   spec = tf.TensorSpec([1, *input_shape], tf.float32)
-  with phase_conv.keras_ops():  # the nominal convolutions, not their phase rearrangement
+  # The nominal convolutions, not their phase rearrangement; no power iteration (O(weights) per
+  # batch, like Adam).
+  with phase_conv.keras_ops(), spectral_norm.raw_kernels():
     graph = tf.function(lambda x: model(x, training=True)).get_concrete_function(spec).graph
   per_layer = [flops for flops in (_op_flops(op) for op in _graph_ops(graph)) if flops]
   if not per_layer:

@@ -162,6 +162,12 @@ flags.DEFINE_float("d_dropout", _DEFAULTS.d_dropout,
                    "layers during training, in [0, 1).")
 flags.DEFINE_boolean("sync_batchnorm", _DEFAULTS.sync_batchnorm,
                      "BatchNorm statistics over the global batch instead of each replica's.")
+flags.DEFINE_boolean("spectral_norm", _DEFAULTS.spectral_norm,
+                     "Spectral normalisation of the discriminator's layers (Miyato et al. 2018): "
+                     "each computes with W / sigma(W), sigma estimated by one power iteration "
+                     "per training pass with its vector u checkpointed (models/spectral_norm.py). "
+                     "dcgan's D then has no BatchNorm (as SNGAN's); minibatch discrimination's "
+                     "layer is not normalised. GAN architectures only.")
 flags.DEFINE_integer("gmm_components", _DEFAULTS.gmm_components,
                      "gmm: number of mixture components (diagonal Gaussians).")
 flags.DEFINE_boolean("minibatch_discrimination", _DEFAULTS.minibatch_discrimination,

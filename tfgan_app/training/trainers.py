@@ -76,6 +76,9 @@ class MixtureTrainer:
     if config.strategy not in ("auto", "default"):
       raise ConfigError(f"--architecture=gmm fits on one device (EM over the whole split); "
                         f"--strategy={config.strategy} is not supported, use auto or default")
+    if config.spectral_norm:
+      raise ConfigError("--spectral_norm normalises a GAN's discriminator; --architecture=gmm "
+                        "has none: drop --spectral_norm")
 
   def adapt_to_data(self, config, info):
     if config.gmm_components > info.num_examples:
