@@ -169,6 +169,9 @@ def _run_in_process(argv, capsys):
     (["--minibatch_discrimination"], "holds a checkpoint of a different model "
      "(minibatch_discrimination: checkpoint False, flags True)"),
     (["--minibatch_kernels=0"], "--minibatch_kernels=0: must be a positive number"),
+    (["--spectral_norm"], "holds a checkpoint of a different model "
+     "(spectral_norm: checkpoint False, flags True)"),
+    (["--architecture=gmm", "--spectral_norm"], "--architecture=gmm has none"),
     (["--g_objective=mean"], "--g_objective=mean: value should be one of "
      "<standard|feature_matching>"),
     (["--architecture=gmm"], "holds a checkpoint of a different model (architecture: "
