@@ -183,8 +183,11 @@ class Discriminator(keras.Model):
     [B, h, w, d] for the others."""
     layer = functools.partial(_block_layer, self, index)
     # The optimized first block convolves the images themselves: a ReLU there would discard
-    # their negative half.
-    h = x if index == 0 else keras.activations.relu(x)
+    # their negative half. ReLU as max(x, 0), the same function: x also feeds the shortcut, and
+    # TensorFlow 2.21's grappler remapper fuses Conv2D+BiasAdd+Add+Relu anyway, then rejects
+    # its own rewrite ("remapper failed: ... missing node") and logs an error at every trace.
+    # Same speed (measured: 0.55 CPU s per D step both ways at width 128, batch 64).
+    h = x if index == 0 else keras.ops.maximum(x, 0.0)
     h = layer("conv2")(keras.activations.relu(layer("conv1")(h)))
     if index >= self.num_down_blocks:
       return h + x
