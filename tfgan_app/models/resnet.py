@@ -50,7 +50,8 @@ def resnet_plan(image_size: int) -> Tuple[int, int]:
   if image_size < MIN_SIZE or base > 7:
     raise ValueError(
         f"--architecture=resnet makes square images of side base * 2**n with base 4..7 and "
-        f"side >= {MIN_SIZE} (accepted: {ACCEPTED_SIZES}); got {image_size}x{image_size}")
+        f"side >= {MIN_SIZE} (accepted: {ACCEPTED_SIZES}); got {image_size}x{image_size} "
+        "(--image_size=S resizes the data)")
   return base, doublings
 
 
@@ -178,35 +179,37 @@ class Discriminator(keras.Model):
         setattr(self, f"{block}_shortcut", _shortcut_conv(self.filters, f"{block}_shortcut"))
     self.to_logit = layers.Dense(1, name="to_logit", kernel_initializer="glorot_uniform")
 
-  def block(self, x, index: int):
+  def block(self, x, index: int, training=False):
     """Block `index` (module docstring): [B, h, w, c] -> [B, h/2, w/2, d] for the down blocks,
     [B, h, w, d] for the others."""
     layer = functools.partial(_block_layer, self, index)
     # The optimized first block convolves the images themselves: a ReLU there would discard
-    # their negative half. ReLU as max(x, 0), the same function: x also feeds the shortcut, and
-    # TensorFlow 2.21's grappler remapper fuses Conv2D+BiasAdd+Add+Relu anyway, then rejects
-    # its own rewrite ("remapper failed: ... missing node") and logs an error at every trace.
-    # Same speed (measured: 0.55 CPU s per D step both ways at width 128, batch 64).
+    # their negative half. ReLU as max(x, 0), the same function: with a Relu op here, whose
+    # input x also feeds the shortcut, TensorFlow 2.21's grappler remapper fails on the graph
+    # ("remapper failed: ... fanout ... exist for missing node ...add") and logs that error at
+    # every trace. Same speed (measured: 0.55 CPU s per D step both ways, width 128, batch 64).
     h = x if index == 0 else keras.ops.maximum(x, 0.0)
-    h = layer("conv2")(keras.activations.relu(layer("conv1")(h)))
+    # `training` reaches every layer (Keras passes it only to those whose call() takes it), for
+    # layers of D that differ in training, such as spectral normalisation's power iteration.
+    h = layer("conv1")(h, training=training)
+    h = layer("conv2")(keras.activations.relu(h), training=training)
     if index >= self.num_down_blocks:
       return h + x
-    return self.pool(h) + layer("shortcut")(self.pool(x))  # [B, h/2, w/2, d]
+    return self.pool(h) + layer("shortcut")(self.pool(x), training=training)  # [B, h/2, w/2, d]
 
   def features(self, images, training=False):
     """The last hidden layer [B, d]: ReLU of the last block summed over its pixels (SNGAN's
     global sum pooling), as feature matching (Salimans et al. 2016 §3.1) uses it."""
-    del training  # No layer of D behaves differently in training.
     x = images  # [B, H, W, C]
     for index in range(self.num_blocks):
-      x = self.block(x, index)
+      x = self.block(x, index, training=training)
     x = keras.activations.relu(x)  # [B, 2*base, 2*base, d]
     # Summed in float32: under mixed precision, bfloat16 sums of 64+ values lose digits.
     return keras.ops.sum(keras.ops.cast(x, "float32"), axis=(1, 2))  # [B, d]
 
   def call(self, images, training=False):
-    return keras.ops.cast(self.to_logit(self.features(images, training=training)),
-                          "float32")  # [B, 1]
+    features = self.features(images, training=training)  # [B, d]
+    return keras.ops.cast(self.to_logit(features, training=training), "float32")  # [B, 1]
 
   def get_config(self):
     return {"image_shape": list(self.image_shape), "filters": self.filters, "name": self.name}
