@@ -86,8 +86,8 @@ def test_get_config_round_trip():
 
 
 def test_unknown_architecture():
-  with pytest.raises(ValueError, match="accepted: dcgan, mlp"):
-    models.build_models("resnet", 16, (28, 28, 1), 8, 8)
+  with pytest.raises(ValueError, match="accepted: dcgan, mlp, resnet, tf_tutorial"):
+    models.build_models("stylegan", 16, (28, 28, 1), 8, 8)
 
 
 @pytest.mark.parametrize("shape", [(2,), (1,), (28, 28, 1)])

@@ -302,3 +302,28 @@ def test_resume_with_another_setting_is_refused_and_old_workdirs_resume(tmp_path
   with pytest.raises(workdir_lib.ConfigError,
                      match=r"different model \(spectral_norm: checkpoint False, flags True\)"):
     workdir_lib.check_workdir(normalized, workdir_lib.run_spec(normalized, (28, 28, 1)))
+
+
+def test_resnet_discriminator_normalises_every_convolution_and_the_logit():
+  shape = (32, 32, 3)
+  d = registry.build_discriminator("resnet", shape, 4, spectral_norm=True)
+  plain = registry.build_discriminator("resnet", shape, 4)
+  normalized = [layer for layer in d._flatten_layers() if hasattr(layer, "spectral_u")]
+  kernels = [v for v in plain.trainable_variables if v.path.endswith("kernel")]
+  assert len(normalized) == len(kernels)  # Every layer with a kernel: SNGAN's D.
+  assert len(d.trainable_variables) == len(plain.trainable_variables)
+  images = tf.random.stateless_uniform([2, *shape], seed=[1, 2], minval=-1, maxval=1)
+  before = [layer.spectral_u.numpy() for layer in normalized]
+  d(images, training=False)
+  assert all(np.array_equal(layer.spectral_u.numpy(), value)
+             for layer, value in zip(normalized, before))
+  d(images, training=True)
+  assert all(not np.array_equal(layer.spectral_u.numpy(), value)
+             for layer, value in zip(normalized, before))
+  # Each normalised layer computes with W / sigma(W): its kernel's largest singular value is
+  # about 1 after many power iterations from its u.
+  layer = normalized[1]
+  for _ in range(100):
+    layer.normalized_kernel(training=True)
+  matrix = np.reshape(layer.normalized_kernel().numpy(), [-1, layer.kernel.shape[-1]])
+  assert np.linalg.svd(matrix, compute_uv=False)[0] == pytest.approx(1.0, rel=1e-3)

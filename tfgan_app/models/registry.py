@@ -7,9 +7,10 @@ import keras
 from tfgan_app.models import dcgan
 from tfgan_app.models import minibatch_discrimination
 from tfgan_app.models import mlp
+from tfgan_app.models import resnet
 from tfgan_app.models import tf_tutorial
 
-GAN_ARCHITECTURES = ("dcgan", "mlp", "tf_tutorial")
+GAN_ARCHITECTURES = ("dcgan", "mlp", "resnet", "tf_tutorial")
 # Not a GAN: the maximum-likelihood baseline, a Gaussian mixture (models/gmm.py) fitted by
 # tfgan_app/maximum_likelihood.py.
 GMM = "gmm"
@@ -28,11 +29,12 @@ def _check(architecture):
 def check_example_shape(architecture: str, example_shape: Sequence[int]) -> None:
   """Raises ValueError, naming what is accepted, when `architecture` cannot model the data.
 
-  dcgan needs square images [H, W, C] of a size DCGAN can upsample to; tf_tutorial 28x28
-  images; mlp takes images or points [D]; gmm (not a GAN) takes images.
+  dcgan needs square images [H, W, C] of a size DCGAN can upsample to; resnet square images of
+  side >= 32 (resnet.resnet_plan); tf_tutorial 28x28 images; mlp takes images or points [D];
+  gmm (not a GAN) takes images.
   """
   shape = tuple(example_shape)
-  if architecture in ("dcgan", "tf_tutorial", GMM) and len(shape) != 3:
+  if architecture in ("dcgan", "resnet", "tf_tutorial", GMM) and len(shape) != 3:
     raise ValueError(f"--architecture={architecture} needs images [H, W, C]; the dataset's "
                      f"examples are {len(shape)}-D points: use --architecture=mlp")
   if architecture == GMM:
@@ -42,14 +44,22 @@ def check_example_shape(architecture: str, example_shape: Sequence[int]) -> None
     dcgan.upsampling_plan(shape[0])
   if architecture == "tf_tutorial":
     tf_tutorial.check_shape(shape)
+  if architecture == "resnet":
+    resnet.check_shape(shape)
 
 
-def _check_dcgan_options(architecture, **options):
-  # Refinement blocks and minibatch discrimination are layers of other architectures; the
-  # tutorial's models stay as the tutorial wrote them.
-  used = [f"--{name}={value}" for name, value in options.items() if value]
-  if architecture == "tf_tutorial" and used:
-    raise ValueError(f"{', '.join(used)}: --architecture=tf_tutorial has no such layers "
+def check_options(architecture: str, g_refine_blocks: int = 0,
+                  minibatch_kernels: int = 0) -> None:
+  """Raises ValueError when an option names layers that `architecture` does not have.
+
+  Refinement blocks and minibatch discrimination are layers of dcgan (minibatch discrimination
+  also of mlp); the tutorial's models stay as the tutorial wrote them, and resnet's as SNGAN's.
+  `minibatch_kernels` is 0 when minibatch discrimination is off.
+  """
+  used = ([f"--g_refine_blocks={g_refine_blocks}"] if g_refine_blocks else []) + (
+      ["--minibatch_discrimination"] if minibatch_kernels else [])
+  if architecture in ("tf_tutorial", "resnet") and used:
+    raise ValueError(f"{', '.join(used)}: --architecture={architecture} has no such layers "
                      "(they are options of dcgan)")
 
 
@@ -67,12 +77,16 @@ def build_generator(architecture: str, latent_dim: int, image_shape: Sequence[in
 
   Images come out in [-1, 1]. `image_shape` is the example shape: [H, W, C], or [D] for the
   points of a toy distribution (mlp only). `filters`, `sync_batchnorm`, `kernel_size` and
-  `refine_blocks` apply to dcgan, `hidden_units` to mlp.
+  `refine_blocks` apply to dcgan, `hidden_units` to mlp; resnet takes `filters` (the width of
+  every block) and `sync_batchnorm`, and has SNGAN's 3x3 kernels whatever `kernel_size`.
   """
   check_example_shape(architecture, image_shape)
-  _check_dcgan_options(architecture, g_refine_blocks=refine_blocks)
+  check_options(architecture, g_refine_blocks=refine_blocks)
   if architecture == "mlp":
     generator = mlp.Generator(latent_dim, image_shape, hidden_units=hidden_units, name=name)
+  elif architecture == "resnet":
+    generator = resnet.Generator(latent_dim, image_shape, filters=filters,
+                                 sync_batchnorm=sync_batchnorm, name=name)
   elif architecture == "tf_tutorial":
     generator = tf_tutorial.Generator(latent_dim, image_shape, filters=filters,
                                       sync_batchnorm=sync_batchnorm, kernel_size=kernel_size,
@@ -96,16 +110,20 @@ def build_discriminator(architecture: str, image_shape: Sequence[int], filters: 
   It also has `features(images, training)` -> [B, F], its last hidden layer (feature
   matching). `minibatch_kernels` > 0 adds minibatch discrimination before the logit layer.
   `filters`, `sync_batchnorm` and `kernel_size` apply to dcgan, `hidden_units` and `dropout`
-  to mlp. `spectral_norm` normalises D's layers (models/spectral_norm.py; dcgan's D then has no
+  to mlp; resnet takes `filters` (the width of every block) and has no BatchNorm in D.
+  `spectral_norm` normalises D's layers (models/spectral_norm.py; dcgan's D then has no
   BatchNorm).
   """
   check_example_shape(architecture, image_shape)
-  _check_dcgan_options(architecture, minibatch_kernels=minibatch_kernels)
+  check_options(architecture, minibatch_kernels=minibatch_kernels)
   if architecture == "tf_tutorial":
     discriminator = tf_tutorial.Discriminator(image_shape, filters=filters,
                                               sync_batchnorm=sync_batchnorm,
                                               kernel_size=kernel_size,
                                               spectral_norm=spectral_norm, name="discriminator")
+  elif architecture == "resnet":
+    discriminator = resnet.Discriminator(image_shape, filters=filters,
+                                         spectral_norm=spectral_norm, name="discriminator")
   elif architecture == "mlp":
     discriminator = mlp.Discriminator(image_shape, hidden_units=hidden_units, dropout=dropout,
                                       minibatch_kernels=minibatch_kernels,

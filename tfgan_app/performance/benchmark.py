@@ -201,6 +201,9 @@ def run_benchmark(config: config_lib.TrainConfig, options: Options,
                         channels=config.channels, cache=config.cache,
                         cache_dir=data.cache_dir(config.workdir))
     models.check_example_shape(config.architecture, info.example_shape)
+    models.check_options(
+        config.architecture, g_refine_blocks=config.g_refine_blocks,
+        minibatch_kernels=config.minibatch_kernels if config.minibatch_discrimination else 0)
     _check_baseline(options, info.example_shape)
   except (ValueError, ConfigError) as error:
     raise BenchmarkError(str(error)) from error

@@ -134,7 +134,10 @@ flags.DEFINE_integer("num_cpu_replicas", _DEFAULTS.num_cpu_replicas,
 flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --strategy=tpu.")
 # Model.
 flags.DEFINE_enum("architecture", _DEFAULTS.architecture, models.ARCHITECTURES,
-                  "Generator/discriminator family: dcgan (convolutional, images) or mlp "
+                  "Generator/discriminator family: dcgan (convolutional, images), resnet (SNGAN's "
+                  "ResNets, Miyato et al. 2018: square images of side >= 32, e.g. CIFAR-10 "
+                  "with --g_filters=256 --d_filters=128), tf_tutorial (TensorFlow's DCGAN "
+                  "tutorial, 28x28) or mlp "
                   "(Goodfellow et al. 2014: MLPs, dropout in D; images or toy points); or gmm: "
                   "the maximum-likelihood baseline, a Gaussian mixture fitted by EM "
                   "(--train_steps EM steps over the whole split; see "
@@ -143,11 +146,14 @@ flags.DEFINE_integer("latent_dim", _DEFAULTS.latent_dim,
                      "Dimension of the latent vector z. gmm: not used; its latent has H*W*C + 1 "
                      "coordinates (one picks the component, the others its Gaussian noise).")
 flags.DEFINE_integer("g_filters", _DEFAULTS.g_filters,
-                     "Channels of the generator's last hidden layer; doubles per layer inward.")
+                     "Channels of the generator's last hidden layer; doubles per layer inward. "
+                     "resnet: channels of every generator block (SNGAN: 256).")
 flags.DEFINE_integer("d_filters", _DEFAULTS.d_filters,
-                     "Channels of the discriminator's first layer; doubles per layer.")
+                     "Channels of the discriminator's first layer; doubles per layer. resnet: "
+                     "channels of every discriminator block (SNGAN: 128).")
 flags.DEFINE_integer("kernel_size", _DEFAULTS.kernel_size,
-                     "Side of the (transposed) convolution kernels of G and D, in pixels.")
+                     "Side of the (transposed) convolution kernels of G and D, in pixels. Not "
+                     "used by resnet (SNGAN's 3x3 and 1x1 kernels).")
 flags.DEFINE_integer("g_refine_blocks", _DEFAULTS.g_refine_blocks,
                      "Stride-1 transposed-convolution blocks (BatchNorm, ReLU) at the generator's "
                      "base resolution (7x7 for 28x28 images) before it upsamples, >= 0.")

@@ -127,6 +127,9 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
                         channels=config.channels, cache=config.cache,
                         cache_dir=data.cache_dir(config.workdir))
     models.check_example_shape(config.architecture, info.example_shape)
+    models.check_options(
+        config.architecture, g_refine_blocks=config.g_refine_blocks,
+        minibatch_kernels=config.minibatch_kernels if config.minibatch_discrimination else 0)
     if config.eval_every and data.is_point_dataset(info):
       raise ConfigError(f"--eval_every measures images with a classifier; {config.dataset!r} is "
                         "a toy distribution, measured every --sample_every steps instead: drop "
