@@ -127,7 +127,8 @@ def conditional_standin(latent_dim: int, output_shape, num_classes: int, bands: 
   `num_classes`. An Embedding of the class joined to z, then Dense -> tanh -> reshape.
 
   bands=True (images [H, W, 1], H >= 2 num_classes): fixed weights that paint class k as
-  rows 2k, 2k+1 at +tanh(3) and everything else at -tanh(3), which `band_classifier` reads as k.
+  rows 2k, 2k+1 at about +tanh(3) and everything else at about -tanh(3) (varying a little with
+  z), which `band_classifier` reads as k.
   follow_labels=False: the class painted is argmax(latents[:, :num_classes]), whatever the
   labels say (a generator that ignores its labels).
   """
@@ -155,6 +156,8 @@ def conditional_standin(latent_dim: int, output_shape, num_classes: int, bands: 
   if bands:
     pixels = int(np.prod(output_shape))
     kernel = np.zeros([latent_dim + num_classes, pixels], np.float32)
+    # Some variation with z, far too little to move a band's mean across zero.
+    kernel[:latent_dim] = np.random.default_rng(0).normal(0.0, 0.2, [latent_dim, pixels])
     for label in range(num_classes):
       kernel[latent_dim + label] = -3.0 + 6.0 * band_mask(output_shape, num_classes)[label]
     model.embed.set_weights([np.eye(num_classes, dtype=np.float32)])

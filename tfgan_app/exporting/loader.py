@@ -110,15 +110,20 @@ def load_export(path: str, expect: str = IMAGES) -> LoadedExport:
 
 
 def batches(generate: Callable, latents: np.ndarray, batch_size: int,
-            convert: Optional[Callable] = None) -> Iterator:
-  """The one batched sampling loop: `generate(latents[i:i + batch_size])` for each batch, in order.
+            convert: Optional[Callable] = None, labels: Optional[np.ndarray] = None) -> Iterator:
+  """The one batched sampling loop: `generate(latents[i:i + batch_size])` for each batch, in order;
+  with `labels` (a conditional generator) `generate(latents[i:i + b], labels[i:i + b])`.
 
-  `convert` (e.g. `tf.constant`) is applied to each latent batch first. Results do not depend on
+  `convert` (e.g. `tf.constant`) is applied to each batch first. Results do not depend on
   `batch_size` beyond the kernels' rounding: the latents are drawn once, up front.
   """
+  convert = convert or (lambda value: value)
   for start in range(0, len(latents), batch_size):
-    chunk = latents[start:start + batch_size]
-    yield generate(convert(chunk) if convert is not None else chunk)
+    chunk = convert(latents[start:start + batch_size])
+    if labels is None:
+      yield generate(chunk)
+    else:
+      yield generate(chunk, convert(labels[start:start + batch_size]))
 
 
 def request_batch_size(batch_size: int, metadata: dict) -> int:
