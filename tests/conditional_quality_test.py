@@ -6,12 +6,15 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import (HANG_TIMEOUT_S, REPO_ROOT, band_classifier, conditional_standin,
                       numpy_frechet_distance, tfds_data_dir)
+from tfgan_app.evaluation import callback as eval_callback
 from tfgan_app.evaluation import classifier as classifier_lib
 from tfgan_app.evaluation import conditional
 from tfgan_app.evaluation import evaluator
@@ -131,3 +134,19 @@ def test_evaluate_reports_label_accuracy_and_intra_class_fid(exports, tmp_path):
   again = evaluator.evaluate(generator, judge, ("fid",), 200, seed=2, data_dir=data_dir,
                              cache_dir=str(tmp_path))
   assert again["real_stats_cached"] and again["intra_class_fid"] == record["intra_class_fid"]
+
+
+def test_training_callback_reports_label_accuracy_of_a_conditional_model(exports, tmp_path):
+  judge, _, _ = exports
+  model = types.SimpleNamespace(
+      sampling_generator=conditional_standin(LATENT_DIM, (28, 28, 1), NUM_CLASSES, bands=True),
+      latent_dim=LATENT_DIM, step=tf.Variable(4, dtype=tf.int64))
+  lines = []
+  callback = eval_callback.EvalCallback(2, "mnist", (28, 28, 1), classifier=judge,
+                                        metrics=("fid",), num_samples=100,
+                                        data_dir=tfds_data_dir(), cache_dir=str(tmp_path),
+                                        print_fn=lines.append)
+  callback.set_model(model)
+  record = callback.evaluate_now()
+  assert record["label_accuracy"] == 1.0 and record["intra_class_fid"] is None
+  assert "label_accuracy 1" in lines[0]
