@@ -8,6 +8,11 @@
 //   ./cc_loader_check EXPORT_DIR sample num_samples=int32:3 seed=int64:7
 //   ./cc_loader_check EXPORT_DIR sample_seeds seeds=int64s:7,8,9
 //   ./cc_loader_check EXPORT_DIR serving_default latents=float32zeros:2,100
+//   ./cc_loader_check EXPORT_DIR serving_default latents=float32zeros:2,100 labels=int32s:7,7
+//   ./cc_loader_check EXPORT_DIR sample num_samples=int32:3 seed=int64:7 label=int32:7
+//   ./cc_loader_check EXPORT_DIR class_names
+//
+// (The last three: a class-conditional export.)
 //
 // Prints one line per output: `alias dtype shape checksum` (checksum: the sum of uint8 values,
 // or the total bytes of strings). Exit status: 0 ok, 2 load failed, 3 run failed (the status
@@ -42,6 +47,12 @@ bool MakeTensor(const std::string& kind, const std::string& values, tensorflow::
   } else if (kind == "int64" && numbers.size() == 1) {
     *out = tensorflow::Tensor(tensorflow::DT_INT64, tensorflow::TensorShape({}));
     out->scalar<int64_t>()() = numbers[0];
+  } else if (kind == "int32s") {
+    *out = tensorflow::Tensor(tensorflow::DT_INT32,
+                              tensorflow::TensorShape({static_cast<int64_t>(numbers.size())}));
+    for (size_t i = 0; i < numbers.size(); ++i) {
+      out->vec<int32_t>()(i) = static_cast<int32_t>(numbers[i]);
+    }
   } else if (kind == "int64s") {
     *out = tensorflow::Tensor(tensorflow::DT_INT64,
                               tensorflow::TensorShape({static_cast<int64_t>(numbers.size())}));

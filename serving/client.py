@@ -2,12 +2,17 @@
 
   python -m serving.client --server=127.0.0.1:8500 --model_name=dcgan --num_samples=64 \
       --seed=7 --out=samples.png [--out_dir=DIR] [--signature=sample] [--timeout=10]
+  python -m serving.client --model_name=cgan --label=7 --out=sevens.png   # a conditional model
+  python -m serving.client --model_name=cgan_fashion --label=sneaker       # by class name
 
 Signatures (`--signature`):
   sample        images of seeds seed, seed+1, ..., seed+num_samples-1 (the default)
   sample_seeds  the same images, requested as a list of seeds (the batchable signature)
   interpolate   num_samples images along the slerp path from seed's latent to seed+1's
   serving_default  latents drawn on the client from numpy's generator seeded with --seed
+
+Class-conditional models: `--label` asks for one class, by index or by name (the model's
+`class_names`); without it the classes vary (`serving.client_lib`).
 
 The work: `serving.client_lib`.
 """
@@ -41,6 +46,11 @@ def define_flags(flag_values) -> None:
                       flag_values=flag_values)
   flags.DEFINE_string("out_dir", None, "Also write each image as DIR/sample_<i>.png.",
                       flag_values=flag_values)
+  flags.DEFINE_string("label", None,
+                      "Class-conditional models: the class of every image, as an index "
+                      "(0, 1, ...) or a class name (e.g. sneaker); -1 with --signature=sample: "
+                      "each image's class drawn from its seed. Default: varied classes.",
+                      flag_values=flag_values)
   flags.DEFINE_float("timeout", 10.0, "Seconds to wait for each answer.",
                      flag_values=flag_values)
 
@@ -54,7 +64,8 @@ def main(argv) -> int:
     return status
   try:
     result = client_lib.sample(values.server, values.model_name, values.num_samples,
-                               values.seed, values.signature, values.timeout, values.version)
+                               values.seed, values.signature, values.timeout, values.version,
+                               values.label)
     client_lib.write_outputs(result, values.out, values.out_dir)
   except client_lib.ClientError as error:
     print(f"{_PROGRAM}: error: {error}", file=sys.stderr)
@@ -64,8 +75,9 @@ def main(argv) -> int:
           file=sys.stderr)
     return 1
   where = " and ".join(filter(None, [values.out, values.out_dir]))
+  label = f", class {result['label']}" if result["label"] is not None else ""
   print(f"Wrote {len(result['images'])} images from {values.model_name} version "
-        f"{result['version']} ({values.signature}) to {where or 'nowhere'}", flush=True)
+        f"{result['version']} ({values.signature}{label}) to {where or 'nowhere'}", flush=True)
   return 0
 
 

@@ -8,10 +8,16 @@ Signatures (`--signature`):
   sample_seeds  the same images, requested as a list of seeds (the batchable signature)
   interpolate   num_samples images along the slerp path from seed's latent to seed+1's
   serving_default  latents drawn on the client from numpy's generator seeded with --seed
+
+Class-conditional models (their signatures take `labels` / `label`): `label` asks for one class,
+by index or by one of the names the model's `class_names` signature lists (case-insensitive).
+Without it `sample` draws each image's class from its seed (label -1), `sample_seeds` and
+`serving_default` cycle through the classes (image i: class i mod num_classes) and
+`interpolate` stays in class 0.
 """
 
 import os
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Sequence
 
 import grpc
 import numpy as np
@@ -47,9 +53,14 @@ def _describe_rpc_error(error: grpc.RpcError, server: str, model_name: str,
 
 
 def build_request(model_name: str, signature: str, num_samples: int, seed: int,
-                  latent_dim: Optional[int] = None,
-                  version: Optional[int] = None) -> predict_pb2.PredictRequest:
-  """The PredictRequest for `num_samples` images from `seed` on one of the signatures."""
+                  latent_dim: Optional[int] = None, version: Optional[int] = None,
+                  label: Optional[int] = None,
+                  num_classes: int = 0) -> predict_pb2.PredictRequest:
+  """The PredictRequest for `num_samples` images from `seed` on one of the signatures.
+
+  `num_classes` > 0: a class-conditional model; `label` the class asked for (None: the defaults
+  of the module docstring).
+  """
   request = predict_pb2.PredictRequest()
   request.model_spec.name = model_name
   request.model_spec.signature_name = signature
@@ -67,43 +78,96 @@ def build_request(model_name: str, signature: str, num_samples: int, seed: int,
     inputs = {export.LATENTS: latents.astype(np.float32)}
   else:
     raise ClientError(f"unknown --signature={signature}; accepted: {', '.join(SIGNATURES)}")
+  if num_classes:
+    if signature in (export.SAMPLE_SIGNATURE, export.INTERPOLATE_SIGNATURE):
+      default = export.RANDOM_LABEL if signature == export.SAMPLE_SIGNATURE else 0
+      inputs[export.LABEL] = np.int32(default if label is None else label)
+    elif label is None:
+      inputs[export.LABELS] = (np.arange(num_samples) % num_classes).astype(np.int32)
+    else:
+      inputs[export.LABELS] = np.full([num_samples], label, np.int32)
   for name, value in inputs.items():
     request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
   return request
 
 
-def _latent_dim(stub, model_name: str, timeout: float) -> int:
+def _signature_defs(stub, model_name: str, timeout: float, version: Optional[int]):
   request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
   request.model_spec.name = model_name
+  if version is not None:
+    request.model_spec.version.value = version
   response = stub.GetModelMetadata(request, timeout=timeout)
   signatures = get_model_metadata_pb2.SignatureDefMap()
   response.metadata["signature_def"].Unpack(signatures)
-  shape = signatures.signature_def[export.SERVING_SIGNATURE].inputs[export.LATENTS].tensor_shape
-  return shape.dim[-1].size
+  return signatures.signature_def
+
+
+def class_names(stub, model_name: str, timeout: float,
+                version: Optional[int] = None) -> List[str]:
+  """A conditional model's class names, in label order (its `class_names` signature)."""
+  request = predict_pb2.PredictRequest()
+  request.model_spec.name = model_name
+  request.model_spec.signature_name = export.CLASS_NAMES_SIGNATURE
+  if version is not None:
+    request.model_spec.version.value = version
+  response = stub.Predict(request, timeout=timeout)
+  return [name.decode("utf-8") for name in
+          tf.make_ndarray(response.outputs[export.CLASS_NAMES]).tolist()]
+
+
+def resolve_label(label: str, names: Sequence[str]) -> int:
+  """`--label`: a class index (any integer; the model checks its range) or one of `names`,
+  matched case-insensitively.
+
+  Raises:
+    ClientError: neither; the message lists the accepted names.
+  """
+  text = label.strip()
+  try:
+    return int(text)
+  except ValueError:
+    pass
+  folded = [name.casefold() for name in names]
+  if text.casefold() in folded:
+    return folded.index(text.casefold())
+  raise ClientError(f"unknown class --label={label}; accepted: 0 to {len(names) - 1} or "
+                    f"{', '.join(names)}")
 
 
 def sample(server: str, model_name: str, num_samples: int, seed: int,
            signature: str = export.SAMPLE_SIGNATURE, timeout: float = 10.0,
-           version: Optional[int] = None) -> Dict[str, object]:
-  """Requests images; returns {"images": uint8 [N,H,W,C], "png_bytes": [N] or None, "version"}.
+           version: Optional[int] = None, label: Optional[str] = None) -> Dict[str, object]:
+  """Requests images; returns {"images": uint8 [N,H,W,C], "png_bytes": [N] or None, "version",
+  "label": the class index asked for, or None}. `label`: a class-conditional model's class, by
+  index or name (`resolve_label`).
 
   Raises:
-    ClientError: the server is unreachable, the model unknown, or the request refused.
+    ClientError: the server is unreachable, the model unknown, the request refused, or a
+      `label` for a model without classes or naming none of its classes.
   """
   with grpc.insecure_channel(server, options=[
       ("grpc.max_receive_message_length", 256 << 20)]) as channel:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     try:
-      latent_dim = (_latent_dim(stub, model_name, timeout)
-                    if signature == export.SERVING_SIGNATURE else None)
-      request = build_request(model_name, signature, num_samples, seed, latent_dim, version)
+      signatures = _signature_defs(stub, model_name, timeout, version)
+      inputs = signatures[export.SERVING_SIGNATURE].inputs
+      latent_dim = inputs[export.LATENTS].tensor_shape.dim[-1].size
+      names = (class_names(stub, model_name, timeout, version)
+               if export.LABELS in inputs else [])
+      if label is not None and not names:
+        raise ClientError(f"model {model_name!r} is not class-conditional (its signatures "
+                          "take no labels); drop --label")
+      index = resolve_label(label, names) if label is not None else None
+      request = build_request(model_name, signature, num_samples, seed, latent_dim, version,
+                              index, len(names))
       response = stub.Predict(request, timeout=timeout)
     except grpc.RpcError as error:
       raise ClientError(_describe_rpc_error(error, server, model_name, timeout)) from None
   if export.IMAGES not in response.outputs:
     raise ClientError(f"signature {signature!r} returned no {export.IMAGES!r} output")
   result = {"images": tf.make_ndarray(response.outputs[export.IMAGES]),
-            "png_bytes": None, "version": response.model_spec.version.value}
+            "png_bytes": None, "version": response.model_spec.version.value,
+            "label": index}
   if export.PNG_BYTES in response.outputs:
     result["png_bytes"] = list(tf.make_ndarray(response.outputs[export.PNG_BYTES]))
   return result

@@ -3,8 +3,9 @@
 The server's error type and status mapping live here too: every check below answers with
 TF Serving's status codes (INVALID_ARGUMENT, DEADLINE_EXCEEDED, ...).
 
-- Rows: the batch dimension of `latents` and `seeds`, and the values of `num_samples` and
-  `num_steps`, are at most `max_samples_per_request`.
+- Rows: the batch dimension of `latents`, `seeds` and `labels`, and the values of
+  `num_samples` and `num_steps`, are at most `max_samples_per_request`. (Classes are checked by
+  the export's graph.)
 - Declared sizes: a TensorProto's shape is checked against the signature (rank, fixed dims,
   the batch dimension against the row limit) and against the values it carries, before
   `tf.make_ndarray` could expand a single repeated value to the declared shape.

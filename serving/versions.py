@@ -206,10 +206,9 @@ class Servable:
   def _chunks(self, name: str, signature, tensors: dict) -> list:
     """The request as pieces of at most `chunk_rows` rows (outputs concatenate to the same).
 
-    Split: signatures whose every input has a batch dimension (rows split), and `sample`
-    (seed, seed+k, ...: row i is the image of seed+i). A signature that checks its own row
-    count in the graph is split only up to the export's declared limit, so that splitting
-    never lets through a request the graph would refuse.
+    Split: signatures whose every input has a batch dimension (rows split), and `sample` (row i:
+    seed+i; a conditional `label` goes to every chunk). A signature checking its own row count
+    in the graph is split only up to the export's declared limit, never past what it refuses.
     """
     whole = [tensors]
     dims = {alias: signature.inputs[alias].tensor_shape for alias in tensors}
@@ -223,13 +222,14 @@ class Servable:
         return whole
       return [{alias: value[start:start + self.chunk_rows] for alias, value in tensors.items()}
               for start in range(0, count, self.chunk_rows)]
-    if name == export.SAMPLE_SIGNATURE and set(tensors) == {export.NUM_SAMPLES, export.SEED}:
+    if name == export.SAMPLE_SIGNATURE and \
+        set(tensors) - {export.LABEL} == {export.NUM_SAMPLES, export.SEED}:
       count, seed = int(tensors[export.NUM_SAMPLES]), int(tensors[export.SEED])
       if (count <= self.chunk_rows or self.declared_max_rows is None or
           count > self.declared_max_rows or seed + count > _INT64_MAX):
         return whole
-      return [{export.NUM_SAMPLES: np.int32(min(self.chunk_rows, count - start)),
-               export.SEED: np.int64(seed + start)}
+      return [dict(tensors, **{export.NUM_SAMPLES: np.int32(min(self.chunk_rows, count - start)),
+                               export.SEED: np.int64(seed + start)})
               for start in range(0, count, self.chunk_rows)]
     return whole
 

@@ -115,3 +115,112 @@ def numpy_unbiased_mmd2(a, b) -> float:
   m, n = len(a), len(b)
   return float((k_aa.sum() - k_aa.trace()) / (m * (m - 1))
                + (k_bb.sum() - k_bb.trace()) / (n * (n - 1)) - 2 * k_ab.mean())
+
+
+# --- Class-conditional stand-ins (the interface the conditional models implement).
+
+
+def conditional_standin(latent_dim: int, output_shape, num_classes: int, bands: bool = False,
+                        follow_labels: bool = True):
+  """A tiny class-conditional generator: `generator(latents, labels=labels, training=False)`,
+  latents float32 [B, latent_dim], labels int32 [B] -> [B, *output_shape] in [-1, 1], with
+  `num_classes`. An Embedding of the class joined to z, then Dense -> tanh -> reshape.
+
+  bands=True (images [H, W, 1], H >= 2 num_classes): fixed weights that paint class k as
+  rows 2k, 2k+1 at about +tanh(3) and everything else at about -tanh(3) (varying a little with
+  z), which `band_classifier` reads as k.
+  follow_labels=False: the class painted is argmax(latents[:, :num_classes]), whatever the
+  labels say (a generator that ignores its labels).
+  """
+  import keras  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from keras import layers  # pylint: disable=import-outside-toplevel
+
+  class ConditionalStandIn(keras.Model):
+
+    def __init__(self):
+      super().__init__(name="conditional_standin")
+      self.num_classes = int(num_classes)
+      self.embed = layers.Embedding(num_classes, num_classes, name="embed")
+      self.project = layers.Dense(int(np.prod(output_shape)), name="project")
+
+    def call(self, latents, labels=None, training=False):
+      if not follow_labels:
+        labels = keras.ops.argmax(latents[:, :num_classes], axis=1)
+      joined = keras.ops.concatenate([latents, self.embed(labels)], axis=-1)
+      return keras.ops.reshape(keras.ops.tanh(self.project(joined)), (-1, *output_shape))
+
+  keras.utils.set_random_seed(3)
+  model = ConditionalStandIn()
+  model(np.zeros([1, latent_dim], np.float32), labels=np.zeros([1], np.int32))
+  if bands:
+    pixels = int(np.prod(output_shape))
+    kernel = np.zeros([latent_dim + num_classes, pixels], np.float32)
+    # Some variation with z, far too little to move a band's mean across zero.
+    kernel[:latent_dim] = np.random.default_rng(0).normal(0.0, 0.2, [latent_dim, pixels])
+    for label in range(num_classes):
+      kernel[latent_dim + label] = -3.0 + 6.0 * band_mask(output_shape, num_classes)[label]
+    model.embed.set_weights([np.eye(num_classes, dtype=np.float32)])
+    model.project.set_weights([kernel, np.zeros([pixels], np.float32)])
+  return model
+
+
+def band_mask(image_shape, num_classes: int):
+  """[num_classes, H * W * C] float32: 1 on rows 2k and 2k + 1 of class k, else 0."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  masks = np.zeros([num_classes, *image_shape], np.float32)
+  for label in range(num_classes):
+    masks[label, 2 * label:2 * label + 2] = 1.0
+  return masks.reshape(num_classes, -1)
+
+
+def band_classifier(out_dir: str, image_shape=(28, 28, 1), num_classes: int = 10,
+                    dataset: str = "mnist") -> str:
+  """A domain-classifier export (tfgan_app.evaluation.classifier's format) with fixed weights:
+  features = the mean of each class's band of rows (`band_mask`), logits = 20 x features.
+  Band images of `conditional_standin(bands=True)` are read as their class with confidence."""
+  import keras  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from keras import layers  # pylint: disable=import-outside-toplevel
+  from tfgan_app.evaluation import classifier as classifier_lib  # pylint: disable=import-outside-toplevel
+  images = keras.Input(image_shape)
+  flat = layers.Flatten()(images)
+  features = layers.Dense(num_classes, name=classifier_lib.FEATURES)(flat)
+  logits = layers.Dense(num_classes, name="head")(features)
+  model = keras.Model(images, logits)
+  masks = band_mask(image_shape, num_classes)
+  model.get_layer(classifier_lib.FEATURES).set_weights(
+      [(masks / masks.sum(axis=1, keepdims=True)).T, np.zeros([num_classes], np.float32)])
+  model.get_layer("head").set_weights([20.0 * np.eye(num_classes, dtype=np.float32),
+                                       np.zeros([num_classes], np.float32)])
+  return classifier_lib.save_classifier(model, out_dir, {
+      "dataset": dataset, "image_shape": list(image_shape), "num_classes": num_classes,
+      "class_names": [str(label) for label in range(num_classes)]})
+
+
+def cc_loader_check_binary() -> str:
+  """serving/cc_loader_check.cc built against the wheel's C++ loader; cached by source and TF."""
+  import hashlib  # pylint: disable=import-outside-toplevel
+  import shutil  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  compiler = shutil.which("g++")
+  if compiler is None:
+    pytest.skip("g++ not found: cannot build the TF Serving loader check")
+  source = os.path.join(REPO_ROOT, "serving", "cc_loader_check.cc")
+  tf_dir = os.path.dirname(tf.__file__)
+  with open(source, "rb") as f:
+    key = hashlib.sha256(f.read() + tf.__version__.encode() + tf_dir.encode()).hexdigest()[:16]
+  cache = os.environ.get("TFGAN_APP_CACHE") or os.path.expanduser("~/.cache/tfgan_app")
+  binary = os.path.join(cache, f"cc_loader_check-{key}")
+  if not os.path.exists(binary):
+    os.makedirs(cache, exist_ok=True)
+    staging = f"{binary}.{os.getpid()}.tmp"
+    result = subprocess.run(
+        [compiler, "-O1", "-w", f"-I{tf_dir}/include", "-D_GLIBCXX_USE_CXX11_ABI=1",
+         "--std=c++17", "-DEIGEN_MAX_ALIGN_BYTES=64", source, "-o", staging, f"-L{tf_dir}",
+         "-Wl,--no-as-needed", "-l:libtensorflow_framework.so.2", "-l:libtensorflow_cc.so.2",
+         f"-Wl,-rpath,{tf_dir}"], capture_output=True, text=True, timeout=HANG_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr[-3000:]
+    os.replace(staging, binary)
+  return binary

@@ -1,7 +1,6 @@
 """The exported SavedModel: TF Serving's restore path, exact round trip, refusal of NaNs."""
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -21,7 +20,8 @@ from tfgan_app.gan import build as gan_build
 from tfgan_app.models import registry as models
 from tfgan_app.runs import checkpoints
 from tfgan_app.runs import workdir as workdir_lib
-from conftest import HANG_TIMEOUT_S, assert_images_match, assert_values_match
+from conftest import HANG_TIMEOUT_S, assert_images_match, assert_values_match, \
+    cc_loader_check_binary
 
 
 @pytest.fixture(scope="module")
@@ -329,34 +329,9 @@ def test_warmup_can_be_limited_to_the_batchable_signatures():
     export.warmup_requests("dcgan", 8, ["nope"])
 
 
-def _cc_loader_check():
-  """serving/cc_loader_check.cc built against the wheel's C++ loader; cached by source and TF."""
-  compiler = shutil.which("g++")
-  if compiler is None:
-    pytest.skip("g++ not found: cannot build the TF Serving loader check")
-  source = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "serving",
-                        "cc_loader_check.cc")
-  tf_dir = os.path.dirname(tf.__file__)
-  with open(source, "rb") as f:
-    key = hashlib.sha256(f.read() + tf.__version__.encode() + tf_dir.encode()).hexdigest()[:16]
-  cache = os.environ.get("TFGAN_APP_CACHE") or os.path.expanduser("~/.cache/tfgan_app")
-  binary = os.path.join(cache, f"cc_loader_check-{key}")
-  if not os.path.exists(binary):
-    os.makedirs(cache, exist_ok=True)
-    staging = f"{binary}.{os.getpid()}.tmp"
-    result = subprocess.run(
-        [compiler, "-O1", "-w", f"-I{tf_dir}/include", "-D_GLIBCXX_USE_CXX11_ABI=1",
-         "--std=c++17", "-DEIGEN_MAX_ALIGN_BYTES=64", source, "-o", staging, f"-L{tf_dir}",
-         "-Wl,--no-as-needed", "-l:libtensorflow_framework.so.2", "-l:libtensorflow_cc.so.2",
-         f"-Wl,-rpath,{tf_dir}"], capture_output=True, text=True, timeout=HANG_TIMEOUT_S)
-    assert result.returncode == 0, result.stderr[-3000:]
-    os.replace(staging, binary)
-  return binary
-
-
 def test_every_signature_runs_under_the_cpp_loader_tf_serving_calls(exported, generator):
   # tensorflow::LoadSavedModel from the wheel's libtensorflow_cc: the model server's own loader.
-  binary = _cc_loader_check()
+  binary = cc_loader_check_binary()
 
   def run(*arguments):
     result = subprocess.run([binary, exported, *arguments], capture_output=True, text=True,

@@ -19,7 +19,7 @@ from serving import client_lib
 from serving import server as server_lib
 from tfgan_app.exporting import saved_model as export
 from tfgan_app.models import registry as models
-from conftest import HANG_TIMEOUT_S, assert_images_match
+from conftest import HANG_TIMEOUT_S, assert_images_match, conditional_standin
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -127,3 +127,45 @@ def test_server_entry_point_serves_and_stops_cleanly_on_sigterm(model_base, tmp_
       process.communicate()
   assert process.returncode == 0, output[-2000:]
   assert "Stopped" in output
+
+
+def test_client_label_by_index_and_by_name_writes_that_class(tmp_path, capsys):
+  generator = conditional_standin(4, (8, 8, 1), 3)
+  names = ["T-shirt/top", "Sneaker", "Bag"]
+  export.export_generator(generator, 4, str(tmp_path), "cgan", 1, {"class_names": names})
+  with server_lib.ModelServer("cgan", str(tmp_path / "cgan"), port=0, rest_api_port=-1,
+                              max_workers=2) as server:
+    address = f"--server=127.0.0.1:{server.port}"
+    latents = export.latents_from_seeds(tf.range(7, 11, dtype=tf.int64), 4)
+    sneakers = export.to_uint8(generator(latents, labels=tf.fill([4], 1), training=False))
+    for label in ("1", "sneaker"):
+      out = tmp_path / f"{label}.png"
+      assert client.main(["client", address, "--model_name=cgan", "--num_samples=4",
+                          "--seed=7", f"--out={out}", f"--label={label}",
+                          f"--out_dir={tmp_path / label}"]) == 0
+      assert "class 1" in capsys.readouterr().out
+      assert tf.io.decode_png(out.read_bytes()).numpy().shape == (2 * 9 - 1, 2 * 9 - 1, 1)
+      np.testing.assert_array_equal(tf.io.decode_png(
+          (tmp_path / label / "sample_0003.png").read_bytes()).numpy(), sneakers[3].numpy())
+    assert client.main(["client", address, "--model_name=cgan", "--label=boot",
+                        f"--out={tmp_path / 'x.png'}"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == ["python -m serving.client: error: unknown class --label=boot; accepted: "
+                     "0 to 2 or T-shirt/top, Sneaker, Bag"]
+    assert client.main(["client", address, "--model_name=cgan", "--label=3",
+                        f"--out={tmp_path / 'x.png'}"]) == 1
+    assert "INVALID_ARGUMENT" in capsys.readouterr().err
+    # Without --label: each image's class from its seed (sample), or cycled (sample_seeds).
+    result = client_lib.sample(f"127.0.0.1:{server.port}", "cgan", 4, 7,
+                               export.SAMPLE_SEEDS_SIGNATURE)
+    cycled = export.to_uint8(generator(latents, labels=tf.constant([0, 1, 2, 0]),
+                                       training=False))
+    np.testing.assert_array_equal(result["images"], cycled.numpy())
+
+
+def test_client_label_for_an_unconditional_model_is_one_line(running, tmp_path, capsys):
+  assert client.main(["client", f"--server=127.0.0.1:{running.port}", "--model_name=dcgan",
+                      "--label=3", f"--out={tmp_path / 'x.png'}"]) == 1
+  assert capsys.readouterr().err.strip() == (
+      "python -m serving.client: error: model 'dcgan' is not class-conditional (its "
+      "signatures take no labels); drop --label")

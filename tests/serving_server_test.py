@@ -22,7 +22,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from serving import server as server_lib
 from tfgan_app.exporting import saved_model as export
 from tfgan_app.models import registry as models
-from conftest import assert_images_match
+from conftest import assert_images_match, conditional_standin
 
 
 def _generator(seed):
@@ -272,3 +272,72 @@ def test_message_size_is_bounded(exported):
     assert status == 413 and "exceeds the limit" in reply["error"]  # Payload Too Large.
   finally:
     server.stop(1)
+
+
+# --- A class-conditional export: labels over gRPC and REST, classes checked by the graph.
+
+
+@pytest.fixture(scope="module")
+def conditional(tmp_path_factory):
+  generator = conditional_standin(4, (8, 8, 1), 10)
+  base = tmp_path_factory.mktemp("conditional")
+  path = export.export_generator(generator, 4, str(base), "cgan", 1, {},
+                                 max_samples_per_request=16)
+  # chunk_rows=4: a 10-row sample runs as chunks of consecutive seeds.
+  server = server_lib.ModelServer("cgan", os.path.dirname(path), port=0, rest_api_port=0,
+                                  max_workers=2, chunk_rows=4).start()
+  channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+  yield server, prediction_service_pb2_grpc.PredictionServiceStub(channel), \
+      tf.saved_model.load(path).signatures
+  channel.close()
+  server.stop(1)
+
+
+def test_conditional_grpc_and_rest_take_labels(conditional):
+  server, stub, signatures = conditional
+  latents = tf.random.stateless_normal([3, 4], seed=[1, 2]).numpy()
+  labels = np.array([7, 0, 9], np.int32)
+  expected = signatures["serving_default"](latents=latents, labels=labels)["images"].numpy()
+  response = stub.Predict(_request("", "cgan", latents=latents, labels=labels), timeout=30)
+  np.testing.assert_array_equal(tf.make_ndarray(response.outputs["images"]), expected)
+  whole = {}
+  for label in (3, -1):  # Chunked by the server: the same rows as one call.
+    response = stub.Predict(_request("sample", "cgan", num_samples=np.int32(10),
+                                     seed=np.int64(5), label=np.int32(label)), timeout=30)
+    whole[label] = signatures["sample"](
+        num_samples=tf.constant(10), seed=tf.constant(5, tf.int64),
+        label=tf.constant(label))["images"].numpy()
+    np.testing.assert_array_equal(tf.make_ndarray(response.outputs["images"]), whole[label])
+  status, body = _http(server, "POST", "/v1/models/cgan:predict", {"instances": [
+      {"latents": row.tolist(), "labels": int(label)} for row, label in zip(latents, labels)]})
+  assert status == 200, body
+  np.testing.assert_array_equal(np.array(body["predictions"], np.uint8), expected)
+  status, body = _http(server, "POST", "/v1/models/cgan:predict", {
+      "signature_name": "sample_seeds", "inputs": {"seeds": [5, 6], "labels": [3, 3]}})
+  assert status == 200, body
+  np.testing.assert_array_equal(np.array(body["outputs"]["images"], np.uint8), whole[3][:2])
+  status, body = _http(server, "POST", "/v1/models/cgan:predict",
+                       {"signature_name": "class_names", "inputs": {}})
+  assert status == 200 and body["outputs"] == [str(i) for i in range(10)], body
+
+
+def test_conditional_label_out_of_range_is_invalid_argument_and_400(conditional):
+  server, stub, _ = conditional
+  for request in (_request("", "cgan", latents=np.zeros([2, 4], np.float32),
+                           labels=np.array([1, 10], np.int32)),
+                  _request("sample", "cgan", num_samples=np.int32(2), seed=np.int64(0),
+                           label=np.int32(-2))):
+    with pytest.raises(grpc.RpcError) as raised:
+      stub.Predict(request, timeout=30)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "must be from" in raised.value.details()
+  status, body = _http(server, "POST", "/v1/models/cgan:predict", {
+      "signature_name": "sample", "inputs": {"num_samples": 2, "seed": 0, "label": 10}})
+  assert status == 400 and "label must be from -1 to 9" in body["error"], body
+  status, body = _http(server, "POST", "/v1/models/cgan:predict",
+                       {"instances": [{"latents": [0.0] * 4, "labels": -1}]})
+  assert status == 400 and "labels must be from 0 to 9" in body["error"], body
+  # The server keeps serving.
+  response = stub.Predict(_request("sample", "cgan", num_samples=np.int32(1), seed=np.int64(0),
+                                   label=np.int32(9)), timeout=30)
+  assert tf.make_ndarray(response.outputs["images"]).shape == (1, 8, 8, 1)

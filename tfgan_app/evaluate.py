@@ -11,6 +11,10 @@ The metrics, classifiers and protocol: `tfgan_app.evaluation.evaluator`. Output:
 as the last stdout line one JSON object; with --workdir it is also appended to
 `<workdir>/metrics.jsonl`. Errors: one line on stderr, exit status 1 (2 for a bad command line,
 an unknown flag such as a training flag included).
+
+A class-conditional export (metadata `num_classes`) is asked for each class in equal shares, and
+the table and JSON add `label_accuracy` (per class too) and the intra-class FID (per class, mean
+and worst): `tfgan_app.evaluation.conditional`.
 """
 
 import json

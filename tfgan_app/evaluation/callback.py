@@ -72,6 +72,7 @@ class EvalCallback(periodic.PeriodicCallback):
     self._real_stats = real_stats
     self._print_fn = print_fn
     self._generate_fn = None
+    self._num_classes = 0
     self.history = []  # The records of this callback's evaluations.
 
   def _prepare(self):
@@ -98,15 +99,20 @@ class EvalCallback(periodic.PeriodicCallback):
     step = int(self.model.step.numpy()) if step is None else int(step)
     if self._generate_fn is None:
       generator = self.model.sampling_generator
-      self._generate_fn = tf.function(lambda latents: generator(latents, training=False))
+      # A class-conditional generator is asked for every class in turn (label accuracy with a
+      # domain classifier; no intra-class FID here, which needs the real labels).
+      self._num_classes = num_classes = int(getattr(generator, "num_classes", 0) or 0)
+      self._generate_fn = tf.function(lambda latents, labels=None: generator(
+          latents, training=False, **({"labels": labels} if num_classes else {})))
     record = evaluator.evaluate_generator(self._generate_fn, int(self.model.latent_dim),
                                           self._real_stats, self._classifier, self.metrics,
-                                          self.num_samples, self.seed)
+                                          self.num_samples, self.seed,
+                                          num_classes=self._num_classes)
     record["step"] = step
     self._last_step = step
     self.history.append(record)
-    values = {key: record[key] for key in ("fid", "is", "kid", "kid_std", "precision", "recall")
-              if record.get(key) is not None}
+    values = {key: record[key] for key in ("fid", "is", "kid", "kid_std", "precision", "recall",
+                                           "label_accuracy") if record.get(key) is not None}
     if self._writer is not None:
       with self._writer.as_default():
         for key, value in values.items():

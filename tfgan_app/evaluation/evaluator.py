@@ -35,6 +35,11 @@ appended to `<workdir>/metrics.jsonl`. Errors: one line on stderr, exit status 1
 command line).
 
 --dataset overrides the dataset recorded in the export or run.
+
+Class-conditional generators (exports with `num_classes`, or runs of a conditional model): sample
+i asks for class i mod num_classes, and the record adds `label_accuracy` (with a domain
+classifier of the same classes) and the intra-class FID (with real labels, i.e. not with
+--reference): `tfgan_app.evaluation.conditional`.
 """
 
 import dataclasses
@@ -49,6 +54,7 @@ import tensorflow as tf
 
 from tfgan_app.data import datasets as data
 from tfgan_app.evaluation import classifier as classifier_lib
+from tfgan_app.evaluation import conditional
 from tfgan_app.evaluation import metrics as metrics_lib
 from tfgan_app.evaluation import reference as reference_lib
 # Re-exported: the evaluator's users reach the classifiers and the protocol through it.
@@ -58,8 +64,8 @@ from tfgan_app.evaluation.classifiers import (  # pylint: disable=g-multiple-imp
 from tfgan_app.evaluation.protocol import (  # pylint: disable=g-multiple-import,unused-import
     CACHE_ENV, DEFAULT_METRICS, DEFAULT_NUM_SAMPLES, DEFAULT_RESIZE_METHOD, DEFAULT_SPLIT,
     GENERATION_BATCH_SIZE, INCEPTION, INCEPTION_HANDLE, INCEPTION_SIZE, LATENT_SAMPLING,
-    METRICS_FILE, REQUIRED_KEYS, RESIZE_METHODS, _CACHE_VERSION, EvaluationError, append_record,
-    format_table)
+    METRICS_FILE, REQUIRED_KEYS, RESIZE_METHODS, _CACHE_VERSION, EvaluationError, append_record)
+from tfgan_app.evaluation import protocol
 from tfgan_app.evaluation.real_stats import (  # pylint: disable=g-multiple-import,unused-import
     RealStats, default_cache_dir, real_statistics)
 from tfgan_app.exporting import contract
@@ -74,13 +80,14 @@ from tfgan_app.runs import workdir as workdir_lib
 
 def generated_activations(generate_fn: Callable, latent_dim: int, classifier, needs,
                           num_samples: int, seed: int,
-                          batch_size: int = GENERATION_BATCH_SIZE) -> tuple:
+                          batch_size: int = GENERATION_BATCH_SIZE, num_classes: int = 0) -> tuple:
   """Samples `num_samples` images and runs the classifier on them.
 
   Args:
-    generate_fn: float32 latents [B, latent_dim] -> images [B, H, W, C], either uint8 in
-      [0, 255] or float in [-1, 1].
-    latent_dim, classifier, needs, num_samples, seed, batch_size: as in `evaluate_generator`.
+    generate_fn: float32 latents [B, latent_dim] (and int32 labels [B] when num_classes > 0) ->
+      images [B, H, W, C], either uint8 in [0, 255] or float in [-1, 1].
+    latent_dim, classifier, needs, num_samples, seed, batch_size, num_classes: as in
+      `evaluate_generator`.
 
   Returns:
     (`metrics.Activations`, image_shape (H, W, C)).
@@ -91,7 +98,8 @@ def generated_activations(generate_fn: Callable, latent_dim: int, classifier, ne
   latents = np.random.default_rng(seed).standard_normal((num_samples, latent_dim),
                                                         dtype=np.float32)
   features, logits, image_shape = [], [], None
-  for images in loader.batches(generate_fn, latents, batch_size, convert=tf.constant):
+  labels = conditional.sample_labels(num_samples, num_classes) if num_classes else None
+  for images in loader.batches(generate_fn, latents, batch_size, tf.constant, labels):
     # images: [B, H, W, C]
     if image_shape is None:
       image_shape = tuple(int(d) for d in images.shape[1:])
@@ -109,7 +117,8 @@ def generated_activations(generate_fn: Callable, latent_dim: int, classifier, ne
 def evaluate_generator(generate_fn: Callable, latent_dim: int, real_stats: RealStats,
                        classifier, metrics: Sequence[str] = DEFAULT_METRICS,
                        num_samples: int = DEFAULT_NUM_SAMPLES, seed: int = 0,
-                       batch_size: int = GENERATION_BATCH_SIZE) -> dict:
+                       batch_size: int = GENERATION_BATCH_SIZE, num_classes: int = 0,
+                       real_labels: Optional[np.ndarray] = None) -> dict:
   """Runs the registered `metrics` on `num_samples` generated images.
 
   Args:
@@ -123,6 +132,10 @@ def evaluate_generator(generate_fn: Callable, latent_dim: int, real_stats: RealS
     num_samples: generated images (>= 2; > 3 for precision_recall).
     seed: latent seed (numpy `default_rng(seed).standard_normal`; independent of batch_size).
     batch_size: latents per generator call.
+    num_classes: > 0 for a class-conditional `generate_fn(latents, labels)`: sample i asks for
+      class i mod num_classes, and the record adds `conditional.KEYS` (label accuracy with a
+      domain classifier; intra-class FID when `real_labels`, the labels of the real
+      statistics' images, are given), `num_classes` and `label_sampling`.
 
   Returns:
     A JSON-ready dict: `fid`, `is`, `kid` (None when not requested), the other requested
@@ -147,8 +160,12 @@ def evaluate_generator(generate_fn: Callable, latent_dim: int, real_stats: RealS
                           f"{real_stats.resize_method}, the generated images use "
                           f"{classifier.resize_method}")
   needs = metrics_lib.needed_outputs(metrics)
+  domain = isinstance(classifier, DomainClassifier)  # Inception's classes are not the data's.
+  if num_classes:
+    needs |= {"logits"} if domain else set()
+    needs |= {"features"} if real_labels is not None else set()
   generated, image_shape = generated_activations(generate_fn, latent_dim, classifier, needs,
-                                                 num_samples, seed, batch_size)
+                                                 num_samples, seed, batch_size, num_classes)
   if image_shape != tuple(real_stats.image_shape):
     raise EvaluationError(f"the generator makes {'x'.join(map(str, image_shape))} images but "
                           f"the real statistics are of "
@@ -159,6 +176,11 @@ def evaluate_generator(generate_fn: Callable, latent_dim: int, real_stats: RealS
       record.update(metrics_lib.REGISTRY[name].compute(real_stats.activations, generated))
     except ValueError as error:
       raise EvaluationError(f"{name}: {error}") from error
+  if num_classes:
+    record.update(conditional.class_metrics(
+        generated if domain else dataclasses.replace(generated, logits=None),
+        conditional.sample_labels(num_samples, num_classes), num_classes,
+        real_stats.activations.features, real_labels))
   record.update({
       "metrics": list(metrics),
       "dataset": real_stats.dataset,
@@ -177,6 +199,12 @@ def evaluate_generator(generate_fn: Callable, latent_dim: int, real_stats: RealS
   return record
 
 
+def format_table(record: dict) -> str:
+  """`protocol.format_table`, with a conditional generator's label accuracy and intra-class FID."""
+  return protocol.format_table(record, conditional.format_lines(record,
+                                                                record.get("class_names")))
+
+
 # ---------------------------------------------------------------------------------------------
 # Generators from exports and checkpoints.
 
@@ -189,6 +217,8 @@ class LoadedGenerator:
   dataset: Optional[str]
   source: dict  # Recorded in the JSON: where the generator came from.
   keep_alive: object = None  # The loaded SavedModel / GAN that generate_fn needs.
+  num_classes: int = 0  # > 0: class-conditional, generate_fn(latents, labels).
+  class_names: Optional[list] = None
 
 
 def load_saved_model_generator(path: str) -> LoadedGenerator:
@@ -211,17 +241,21 @@ def load_saved_model_generator(path: str) -> LoadedGenerator:
   # The export refuses batches larger than its limit (in its graph): split them.
   limit = loader.request_batch_size(2**31 - 1, metadata)
 
-  def generate_fn(latents):
-    if latents.shape[0] <= limit:
-      return function(**{contract.LATENTS: latents})[contract.IMAGES]
-    return tf.concat([function(**{contract.LATENTS: latents[start:start + limit]})[
-        contract.IMAGES] for start in range(0, latents.shape[0], limit)], axis=0)
+  def generate_fn(latents, labels=None):
+    pieces = []
+    for start in range(0, latents.shape[0], limit):
+      inputs = {contract.LATENTS: latents[start:start + limit]}
+      if labels is not None:
+        inputs[contract.LABELS] = labels[start:start + limit]
+      pieces.append(function(**inputs)[contract.IMAGES])
+    return pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=0)
 
   shape = metadata.get("image_shape")
   return LoadedGenerator(generate_fn, latent_dim, tuple(shape) if shape else None,
                          metadata.get("dataset"),
                          {"saved_model": os.path.abspath(path), "step": metadata.get("step")},
-                         keep_alive=loaded)
+                         keep_alive=loaded, num_classes=export.num_classes,
+                         class_names=metadata.get(contract.CLASS_NAMES_KEY))
 
 
 def load_workdir_generator(workdir: str) -> LoadedGenerator:
@@ -236,10 +270,14 @@ def load_workdir_generator(workdir: str) -> LoadedGenerator:
     raise EvaluationError(str(error)) from error
   model, config = run.model, run.config
   generator = model.sampling_generator
-  generate_fn = tf.function(lambda latents: generator(latents, training=False))
+  num_classes = int(getattr(generator, "num_classes", 0) or 0)
+  generate_fn = tf.function(lambda latents, labels=None: generator(
+      latents, training=False, **({"labels": labels} if num_classes else {})))
   return LoadedGenerator(generate_fn, config.latent_dim, run.image_shape, config.dataset,
                          {"workdir": os.path.abspath(workdir), "checkpoint": run.checkpoint_path,
-                          "step": int(model.step.numpy())}, keep_alive=model)
+                          "step": int(model.step.numpy())}, keep_alive=model,
+                         num_classes=num_classes,
+                         class_names=workdir_lib.recorded_class_names(workdir))
 
 
 def evaluate(generator: LoadedGenerator, classifier_spec: Optional[str] = None,
@@ -273,8 +311,9 @@ def evaluate(generator: LoadedGenerator, classifier_spec: Optional[str] = None,
   if not dataset:
     raise EvaluationError("the export does not record its dataset; pass --dataset")
   # The image shape from one sample when the export does not record it.
+  one_label = [tf.zeros([1], tf.int32)] if generator.num_classes else []
   image_shape = generator.image_shape or tuple(
-      generator.generate_fn(tf.zeros([1, generator.latent_dim])).shape[1:])
+      generator.generate_fn(tf.zeros([1, generator.latent_dim]), *one_label).shape[1:])
   spec = classifier_spec or default_classifier(dataset, image_shape[-1])
   classifier = load_evaluation_classifier(spec, resize_method)
   classifier.check_image_shape(image_shape)
@@ -287,8 +326,14 @@ def evaluate(generator: LoadedGenerator, classifier_spec: Optional[str] = None,
                             f"{dataset} classifier")
     real = real_statistics(classifier, dataset, split, image_shape, num_samples, data_dir,
                            cache_dir)
+  # A reference file holds no labels: no intra-class FID then.
+  labels = (conditional.real_labels(dataset, split, real.num_real, image_shape, data_dir)
+            if generator.num_classes and not reference else None)
   record = evaluate_generator(generator.generate_fn, generator.latent_dim, real, classifier,
-                              metrics, num_samples, seed)
+                              metrics, num_samples, seed, num_classes=generator.num_classes,
+                              real_labels=labels)
+  if generator.num_classes:
+    record["class_names"] = generator.class_names
   record["source"] = generator.source
   record["real_stats_cached"] = real.from_cache
   record["reference"] = ({"path": real.reference["path"], "sha256": real.reference["sha256"]}

@@ -76,14 +76,16 @@ def append_record(path: str, record: dict) -> None:
     f.write(json.dumps(record, sort_keys=True) + "\n")
 
 
-def format_table(record: dict) -> str:
-  """A readable table of a record's metric values and its protocol."""
+def format_table(record: dict, extra_rows=()) -> str:
+  """A readable table of a record's metric values, `extra_rows` ((label, text) pairs, e.g. a
+  conditional generator's), and its protocol."""
   rows = []
   for key, label in (("fid", "FID (lower is better)"), ("is", "IS (higher is better)"),
                      ("kid", "KID (lower is better)"), ("kid_std", "  KID standard error"),
                      ("precision", "precision (k=3)"), ("recall", "recall (k=3)")):
     if record.get(key) is not None:
       rows.append((label, f"{record[key]:.6g}"))
+  rows += list(extra_rows)
   source = record.get("source", {})
   rows += [("generator", source.get("saved_model") or source.get("checkpoint") or "?"),
            ("step", str(source.get("step"))),

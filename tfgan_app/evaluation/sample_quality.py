@@ -10,6 +10,11 @@ mode collapse. The verdict `passes` needs both: at least 80% of the samples conf
 class predicted for at least 5% of them (half the fair share of a 10-class dataset). It is a
 smoke test of sample quality, cheaper and easier to read than FID, not a replacement for it.
 
+A class-conditional export (metadata `num_classes`) is asked for every class in equal shares
+(sample i: class i mod num_classes, so 10,000 samples are 1,000 of each MNIST digit), and the
+report adds `label_accuracy` and `label_accuracy_per_class`: how often the classifier reads
+the class asked for (`tfgan_app.evaluation.conditional`). The verdict stays the one above.
+
 The command exits 0 whether or not the samples pass (the verdict is in the report); errors
 such as a missing export exit 1 with one line on stderr.
 """
@@ -21,6 +26,7 @@ import tensorflow as tf
 
 from tfgan_app.data import datasets as data
 from tfgan_app.evaluation import classifier as classifier_lib
+from tfgan_app.evaluation import conditional
 from tfgan_app.exporting import contract
 from tfgan_app.exporting import loader
 
@@ -93,20 +99,17 @@ def confidence_report(probabilities, threshold: float,
   }
 
 
-def load_generator(saved_model: str):
-  """Loads a generator export and returns (loaded root, serving function, latent_dim).
-
-  The root is returned because the signature function does not keep the variables alive.
+def load_generator(saved_model: str) -> loader.LoadedExport:
+  """Loads a generator export (`root` keeps the variables alive: the function does not).
 
   Raises:
     SampleQualityError: not a SavedModel, or no `serving_default` latents -> images signature
       with a fixed latent dimension.
   """
   try:
-    export = loader.load_export(saved_model, loader.IMAGES)
+    return loader.load_export(saved_model, loader.IMAGES)
   except loader.ExportLoadError as error:
     raise SampleQualityError(str(error)) from error
-  return export.root, export.function, export.latent_dim
 
 
 def measure_sample_quality(saved_model: str, classifier_dir: str,
@@ -128,7 +131,8 @@ def measure_sample_quality(saved_model: str, classifier_dir: str,
     classifier: an already loaded classifier to use instead of loading `classifier_dir`.
 
   Returns:
-    `confidence_report(...)` plus "seed".
+    `confidence_report(...)` plus "seed"; for a conditional export also "num_classes",
+    "label_sampling", "label_accuracy" and "label_accuracy_per_class".
 
   Raises:
     SampleQualityError: bad export or arguments, or images the classifier cannot take.
@@ -140,15 +144,20 @@ def measure_sample_quality(saved_model: str, classifier_dir: str,
   if not 0.0 <= threshold < 1.0:
     raise SampleQualityError(f"threshold must be in [0, 1), got {threshold}")
   judge = classifier or classifier_lib.load_classifier(classifier_dir)
-  _, generate, latent_dim = load_generator(saved_model)
+  export = load_generator(saved_model)
+  num_classes = export.num_classes
+  if num_classes and num_classes != judge.num_classes:
+    raise SampleQualityError(
+        f"{saved_model} generates {num_classes} classes but the classifier at {classifier_dir} "
+        f"knows {judge.num_classes}; use a classifier of the generator's dataset")
   # The export refuses larger batches (in its graph).
   batch_size = min(batch_size, contract.request_limit(saved_model) or batch_size)
-  latents = np.random.default_rng(seed).standard_normal((num_samples, latent_dim),
+  latents = np.random.default_rng(seed).standard_normal((num_samples, export.latent_dim),
                                                         dtype=np.float32)
+  labels = conditional.sample_labels(num_samples, num_classes) if num_classes else None
   probabilities = []
-  for outputs in loader.batches(lambda batch: generate(**{contract.LATENTS: batch}), latents,
-                                batch_size, convert=tf.constant):
-    images = outputs[contract.IMAGES]  # [B, H, W, C] uint8
+  for images in loader.batches(export.generate, latents, batch_size, tf.constant, labels):
+    # images: [B, H, W, C] uint8
     if images.dtype != tf.uint8:
       raise SampleQualityError(f"{saved_model} returns {images.dtype.name} images; expected "
                                "uint8 in [0, 255]")
@@ -158,8 +167,12 @@ def measure_sample_quality(saved_model: str, classifier_dir: str,
           f"classifier at {classifier_dir} takes {'x'.join(map(str, judge.image_shape))}; use "
           "a classifier trained on the generator's dataset at its image size")
     probabilities.append(judge.probabilities(data.to_unit_range(images).numpy()))
-  report = confidence_report(np.concatenate(probabilities), threshold)
+  probabilities = np.concatenate(probabilities)
+  report = confidence_report(probabilities, threshold)
   report["seed"] = int(seed)
+  if num_classes:
+    report.update(num_classes=num_classes, label_sampling=conditional.LABEL_SAMPLING,
+                  **conditional.label_accuracy(probabilities, labels, num_classes))
   return report
 
 
@@ -178,4 +191,5 @@ def format_summary(report: dict, class_names=None) -> str:
       f"(bar: >= {MIN_CLASS_FRACTION:.0%})",
       f"verdict: {'PASS' if report['passes'] else 'FAIL'}",
   ]
+  lines += [f"{label}: {text}" for label, text in conditional.format_lines(report, names)]
   return "\n".join(lines)

@@ -12,6 +12,20 @@ generated tensor names such as `input_1`: these constants are the names the expo
                                                            -> images, png_bytes [num_steps]
 
 A generator of points (toy distributions) outputs `samples` float32 [N, D] instead.
+
+A class-conditional generator (metadata `num_classes` > 0) takes a class with every signature
+(`CONDITIONAL_SIGNATURE_INPUTS`), and has one more signature, `class_names`:
+
+  serving_default  latents float32 [N, latent_dim], labels int32 [N]
+  sample           num_samples int32 [], seed int64 [], label int32 []  (-1: from the seeds)
+  sample_seeds     seeds int64 [N], labels int32 [N]
+  interpolate      seed_a int64 [], seed_b int64 [], num_steps int32 [], label int32 []
+  class_names      (no inputs)                          -> class_names string [num_classes]
+
+Labels outside [0, num_classes) (and -1 anywhere but `sample`) are refused by the graph with
+INVALID_ARGUMENT. `sample` with `label` = -1 draws the class of each row from its seed: the
+class of seed `s` is `tf.random.stateless_uniform([], seed=[s, 1], minval=0,
+maxval=num_classes, dtype=tf.int32)` (`RANDOM_LABEL`).
 """
 
 import json
@@ -31,10 +45,17 @@ SEEDS = "seeds"
 SEED_A = "seed_a"
 SEED_B = "seed_b"
 NUM_STEPS = "num_steps"
+LABELS = "labels"  # Conditional exports: one class per row.
+LABEL = "label"  # Conditional exports: one class for the whole request.
 # Output tensor names.
 IMAGES = "images"
 SAMPLES = "samples"  # Exports of point generators (toy distributions) instead of images.
 PNG_BYTES = "png_bytes"  # Ends in "_bytes": TF Serving's REST API base64-encodes it.
+CLASS_NAMES = "class_names"  # Conditional exports: the `class_names` signature's output.
+# Conditional exports only: the class names, in label order (no inputs).
+CLASS_NAMES_SIGNATURE = "class_names"
+# `sample`'s `label` asking for the class of each row to be drawn from its seed.
+RANDOM_LABEL = -1
 
 # Input names of each signature, and their dtypes (names accepted by numpy and tf.as_dtype).
 SIGNATURE_INPUTS = {
@@ -42,6 +63,15 @@ SIGNATURE_INPUTS = {
     SAMPLE_SIGNATURE: {NUM_SAMPLES: "int32", SEED: "int64"},
     SAMPLE_SEEDS_SIGNATURE: {SEEDS: "int64"},
     INTERPOLATE_SIGNATURE: {SEED_A: "int64", SEED_B: "int64", NUM_STEPS: "int32"},
+}
+# The same for class-conditional exports (metadata `num_classes` > 0).
+CONDITIONAL_SIGNATURE_INPUTS = {
+    SERVING_SIGNATURE: {LATENTS: "float32", LABELS: "int32"},
+    SAMPLE_SIGNATURE: {NUM_SAMPLES: "int32", SEED: "int64", LABEL: "int32"},
+    SAMPLE_SEEDS_SIGNATURE: {SEEDS: "int64", LABELS: "int32"},
+    INTERPOLATE_SIGNATURE: {SEED_A: "int64", SEED_B: "int64", NUM_STEPS: "int32",
+                            LABEL: "int32"},
+    CLASS_NAMES_SIGNATURE: {},
 }
 # Output dtypes: images and PNGs for image generators, samples for point generators.
 OUTPUT_DTYPES = {IMAGES: "uint8", PNG_BYTES: "string", SAMPLES: "float32"}
@@ -61,6 +91,9 @@ METADATA_KEYS = ("model_name", "step", "latent_dim", "dataset", "architecture", 
 IMAGE_SHAPE_KEY = "image_shape"  # [H, W, C], image generators.
 SAMPLE_SHAPE_KEY = "sample_shape"  # [D], point generators.
 PRECISION_KEY = "precision"
+# Conditional exports: the number of classes (0 or absent: unconditional) and their names.
+NUM_CLASSES_KEY = "num_classes"
+CLASS_NAMES_KEY = "class_names"
 
 
 def version_dir(export_dir: str, model_name: str, version: int) -> str:
@@ -87,3 +120,12 @@ def request_limit(version_path: str) -> typing.Optional[int]:
   except (OSError, ValueError):
     return None
   return int(value) if value else None
+
+
+def num_classes(metadata: typing.Optional[dict]) -> int:
+  """The classes a generator export is conditioned on (its metadata's `num_classes`); 0 for an
+  unconditional export or one without metadata."""
+  if not isinstance(metadata, dict):
+    return 0
+  value = metadata.get(NUM_CLASSES_KEY) or 0
+  return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -3,6 +3,8 @@ signature against the contract and returns the function, its latent size and the
 
 Image exports (`latents` -> `images` uint8) are what evaluation and the sample-quality check
 measure; point exports (`latents` -> `samples` float32) are what the toy metrics measure.
+Class-conditional exports (`latents`, `labels` int32 -> ...; metadata `num_classes` > 0) load
+too: `LoadedExport.num_classes` says how many classes `generate(latents, labels)` takes.
 """
 
 import dataclasses
@@ -32,9 +34,16 @@ class LoadedExport:
   latent_dim: int
   metadata: dict  # {} when the export has no metadata file (exports from elsewhere).
   output: str  # contract.IMAGES or contract.SAMPLES.
+  num_classes: int = 0  # > 0: class-conditional, `generate` needs `labels`.
 
-  def generate(self, latents) -> object:
-    """float32 latents [B, latent_dim] -> the output tensor [B, H, W, C] or [B, D]."""
+  def generate(self, latents, labels=None) -> object:
+    """float32 latents [B, latent_dim] (and int32 classes [B] for a conditional export) -> the
+    output tensor [B, H, W, C] or [B, D]."""
+    if self.num_classes:
+      if labels is None:
+        raise ExportLoadError(f"{self.path} is class-conditional ({self.num_classes} classes): "
+                              f"pass {contract.LABELS}")
+      return self.function(**{contract.LATENTS: latents, contract.LABELS: labels})[self.output]
     return self.function(**{contract.LATENTS: latents})[self.output]
 
 
@@ -76,7 +85,7 @@ def load_export(path: str, expect: str = IMAGES) -> LoadedExport:
           f"{path} generates points ({contract.SAMPLES!r}), not images: an export of a toy "
           "distribution; measure it with python -m tfgan_app.toy_metrics")
     inputs = function.structured_input_signature[1]
-    if set(inputs) != {contract.LATENTS} or contract.IMAGES not in function.structured_outputs:
+    if set(inputs) - {contract.LABELS} != {contract.LATENTS} or contract.IMAGES not in function.structured_outputs:
       raise ExportLoadError(
           f"{path}'s {contract.SERVING_SIGNATURE!r} signature maps {sorted(inputs)} to "
           f"{sorted(function.structured_outputs)}; expected {contract.LATENTS!r} -> "
@@ -90,19 +99,31 @@ def load_export(path: str, expect: str = IMAGES) -> LoadedExport:
     metadata = contract.read_metadata(path)
   except (OSError, ValueError):
     metadata = {}
-  return LoadedExport(path, root, function, int(spec.shape[1]), metadata, output)
+  num_classes = 0
+  if contract.LABELS in function.structured_input_signature[1]:
+    num_classes = contract.num_classes(metadata)
+    if num_classes < 1:
+      raise ExportLoadError(f"{path} takes {contract.LABELS!r} but its metadata records no "
+                            f"{contract.NUM_CLASSES_KEY!r}; re-export it with python -m "
+                            "tfgan_app.export")
+  return LoadedExport(path, root, function, int(spec.shape[1]), metadata, output, num_classes)
 
 
 def batches(generate: Callable, latents: np.ndarray, batch_size: int,
-            convert: Optional[Callable] = None) -> Iterator:
-  """The one batched sampling loop: `generate(latents[i:i + batch_size])` for each batch, in order.
+            convert: Optional[Callable] = None, labels: Optional[np.ndarray] = None) -> Iterator:
+  """The one batched sampling loop: `generate(latents[i:i + batch_size])` for each batch, in order;
+  with `labels` (a conditional generator) `generate(latents[i:i + b], labels[i:i + b])`.
 
-  `convert` (e.g. `tf.constant`) is applied to each latent batch first. Results do not depend on
+  `convert` (e.g. `tf.constant`) is applied to each batch first. Results do not depend on
   `batch_size` beyond the kernels' rounding: the latents are drawn once, up front.
   """
+  convert = convert or (lambda value: value)
   for start in range(0, len(latents), batch_size):
-    chunk = latents[start:start + batch_size]
-    yield generate(convert(chunk) if convert is not None else chunk)
+    chunk = convert(latents[start:start + batch_size])
+    if labels is None:
+      yield generate(chunk)
+    else:
+      yield generate(chunk, convert(labels[start:start + batch_size]))
 
 
 def request_batch_size(batch_size: int, metadata: dict) -> int:

@@ -18,6 +18,11 @@ Signatures (input and output names are the constants below; clients import them)
 A generator of points (toy distributions: output [N, D]) has the same signatures and inputs with
 one output instead: `samples` float32 [N, D] (no PNGs).
 
+A class-conditional generator (`num_classes` > 0) gets the same signatures with a class input
+each (`labels` int32 [N], or `label` int32 [] with -1 drawing each row's class from its seed),
+plus `class_names`, and its metadata records `num_classes` and `class_names`:
+`tfgan_app.exporting.conditional`.
+
 Seeds and latents: the latent of seed `s` is
 `tf.random.stateless_normal([latent_dim], seed=[s, 0])` (`latents_from_seeds`). Row `i` of
 `sample(num_samples, seed)` is the image of seed `seed + i`, so it equals
@@ -51,11 +56,17 @@ from tfgan_app.common import atomic
 # The contract (names, dtypes, files) lives in `contract`, which imports no Keras; re-exported
 # here because the exporter's users reach it as `saved_model.<NAME>`.
 from tfgan_app.exporting.contract import (  # pylint: disable=g-multiple-import,unused-import
-    DEFAULT_MAX_SAMPLES_PER_REQUEST, EXTRA_DIR, IMAGES, INTERPOLATE_SIGNATURE, LATENTS,
-    MAX_SAMPLES_PER_REQUEST, METADATA_FILE, NUM_SAMPLES, NUM_STEPS, PNG_BYTES,
-    SAMPLE_SEEDS_SIGNATURE, SAMPLE_SIGNATURE, SAMPLES, SEED, SEED_A, SEED_B, SEEDS, SERVING_SIGNATURE, SIGNATURE_INPUTS, WARMUP_FILE,
+    CLASS_NAMES, CLASS_NAMES_KEY, CLASS_NAMES_SIGNATURE, DEFAULT_MAX_SAMPLES_PER_REQUEST,
+    EXTRA_DIR, IMAGES, INTERPOLATE_SIGNATURE, LABEL, LABELS, LATENTS, MAX_SAMPLES_PER_REQUEST,
+    METADATA_FILE, NUM_CLASSES_KEY, NUM_SAMPLES, NUM_STEPS, PNG_BYTES, RANDOM_LABEL,
+    SAMPLE_SEEDS_SIGNATURE, SAMPLE_SIGNATURE, SAMPLES, SEED, SEED_A, SEED_B, SEEDS,
+    SERVING_SIGNATURE, SIGNATURE_INPUTS, WARMUP_FILE,
     read_metadata, request_limit, version_dir)
+from tfgan_app.exporting import conditional
 from tfgan_app.exporting import staging as staging_lib
+# The signatures' ops; re-exported because the exporter's users reach them here.
+from tfgan_app.exporting.graph_ops import (  # pylint: disable=g-multiple-import,unused-import
+    check_count as _check_count, labels_from_seeds, latents_from_seeds, slerp, to_uint8)
 from tfgan_app.exporting.staging import (  # pylint: disable=g-multiple-import,unused-import
     STAGING_PREFIX, STALE_STAGING_SECONDS, remove_stale_staging)
 
@@ -64,54 +75,18 @@ class ExportError(RuntimeError):
   """The generator cannot be exported (non-finite weights or outputs, bad destination)."""
 
 
-def to_uint8(images: tf.Tensor) -> tf.Tensor:
-  """[-1, 1] float images -> uint8 [0, 255], rounding to the nearest level."""
-  scaled = (tf.cast(images, tf.float32) + 1.0) * 127.5
-  return tf.cast(tf.clip_by_value(tf.round(scaled), 0.0, 255.0), tf.uint8)
-
-
-def latents_from_seeds(seeds: tf.Tensor, latent_dim: int) -> tf.Tensor:
-  """int64 seeds [N] -> float32 latents [N, latent_dim]; seed s gives N(0, I) from [s, 0]."""
-  seeds = tf.cast(seeds, tf.int64)
-
-  def one(seed):
-    return tf.random.stateless_normal([latent_dim], seed=tf.stack([seed, tf.zeros_like(seed)]))
-
-  return tf.map_fn(one, seeds, fn_output_signature=tf.TensorSpec([latent_dim], tf.float32))
-
-
-def slerp(start: tf.Tensor, end: tf.Tensor, num_steps: tf.Tensor) -> tf.Tensor:
-  """Spherical interpolation [D], [D] -> [num_steps, D], endpoints included.
-
-  The angle is measured between the directions; the norm is interpolated along with it (the
-  usual slerp for Gaussian latents, White 2016). Nearly parallel vectors fall back to a lerp.
-  """
-  fractions = tf.linspace(0.0, 1.0, num_steps)[:, None]  # [S, 1]
-  cosine = tf.reduce_sum(tf.math.l2_normalize(start) * tf.math.l2_normalize(end))
-  omega = tf.acos(tf.clip_by_value(cosine, -1.0, 1.0))
-  sine = tf.sin(omega)
-  safe_sine = tf.maximum(sine, 1e-6)
-  spherical = (tf.sin((1.0 - fractions) * omega) / safe_sine * start[None, :]
-               + tf.sin(fractions * omega) / safe_sine * end[None, :])
-  linear = (1.0 - fractions) * start[None, :] + fractions * end[None, :]
-  return tf.where(sine < 1e-6, linear, spherical)  # [S, D]
-
-
-def _check_count(count, lower, upper, what):
-  """In-graph range check: under TF Serving a failed assert is INVALID_ARGUMENT."""
-  return [
-      tf.debugging.assert_greater_equal(
-          count, tf.cast(lower, count.dtype),
-          message=f"{what} must be from {lower} to {upper}"),
-      tf.debugging.assert_less_equal(
-          count, tf.cast(upper, count.dtype),
-          message=f"{what} must be from {lower} to {upper}"),
-  ]
+def _call(generator: keras.Model, latents: tf.Tensor) -> tf.Tensor:
+  """The generator's output for `latents`; a conditional one's for the classes 0, 1, ... in turn."""
+  num_classes = conditional.num_classes_of(generator)
+  if not num_classes:
+    return generator(latents, training=False)
+  labels = tf.range(tf.shape(latents)[0], dtype=tf.int32) % num_classes
+  return generator(latents, labels=labels, training=False)
 
 
 def generates_points(generator: keras.Model, latent_dim: int) -> bool:
   """True for a generator of points [N, D] (toy data), False for images [N, H, W, C]."""
-  rank = len(generator(tf.zeros([1, latent_dim]), training=False).shape)
+  rank = len(_call(generator, tf.zeros([1, latent_dim])).shape)
   if rank not in (2, 4):
     raise ExportError(f"the generator outputs rank-{rank} tensors; exportable: images "
                       "[N, H, W, C] or points [N, D]")
@@ -198,20 +173,23 @@ def check_finite(generator: keras.Model, latent_dim: int, seed: int = 0) -> None
     if not np.all(np.isfinite(keras.ops.convert_to_numpy(variable))):
       raise ExportError(f"generator weight {variable.path} holds NaN or Inf; not exporting")
   latents = tf.random.stateless_normal([8, latent_dim], seed=[seed, 0])
-  outputs = generator(latents, training=False)
+  outputs = _call(generator, latents)
   if not np.all(np.isfinite(keras.ops.convert_to_numpy(outputs))):
     raise ExportError("generator outputs NaN or Inf; not exporting")
 
 
 def warmup_requests(model_name: str, latent_dim: int,
-                    signatures: typing.Optional[typing.Sequence[str]] = None) -> list:
-  """One small `PredictionLog` per signature (default: all), replayed by TF Serving when it
-  loads a version. Under TF Serving's `--enable_batching` only the signatures whose inputs all
-  have a batch dimension (`serving_default`, `sample_seeds`) can run."""
+                    signatures: typing.Optional[typing.Sequence[str]] = None,
+                    num_classes: int = 0) -> list:
+  """One small `PredictionLog` per signature (default: all but a conditional export's
+  input-less `class_names`), replayed by TF Serving when it loads a version. Under TF Serving's
+  `--enable_batching` only the signatures whose inputs all have a batch dimension
+  (`serving_default`, `sample_seeds`) can run. `num_classes` > 0: a conditional export's
+  requests, with `labels` / `label` (classes 0 and num_classes - 1, and -1 for `sample`)."""
   # Imported here: the export itself needs no serving package.
   from tensorflow_serving.apis import predict_pb2  # pylint: disable=import-outside-toplevel
   from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=import-outside-toplevel
-  examples = {
+  examples = conditional.warmup_examples(latent_dim, num_classes) if num_classes else {
       SERVING_SIGNATURE: {LATENTS: np.zeros([2, latent_dim], np.float32)},
       SAMPLE_SIGNATURE: {NUM_SAMPLES: np.int32(2), SEED: np.int64(0)},
       SAMPLE_SEEDS_SIGNATURE: {SEEDS: np.array([0, 1], np.int64)},
@@ -223,7 +201,7 @@ def warmup_requests(model_name: str, latent_dim: int,
                       f"{', '.join(examples)}")
   logs = []
   for signature, inputs in examples.items():
-    if signatures is not None and signature not in signatures:
+    if (signature not in signatures) if signatures is not None else not inputs:
       continue
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
@@ -246,13 +224,18 @@ def export_generator(generator: keras.Model, latent_dim: int, export_dir: str, m
 
   Args:
     generator: the built Keras generator ([B, latent_dim] -> [B, H, W, C] in [-1, 1], or
-      points [B, D]: then the signatures output `samples` instead of images and PNGs).
+      points [B, D]: then the signatures output `samples` instead of images and PNGs). One
+      with `num_classes` > 0 is class-conditional, called as `generator(latents,
+      labels=int32 [B], training=False)`, and gets the conditional signatures
+      (`tfgan_app.exporting.conditional`).
     latent_dim: its latent size.
     export_dir: the export base; the model goes to `<export_dir>/<model_name>/<version>/`.
     model_name: TF Serving's model name.
     version: the integer version (the training step).
     metadata: JSON-serialisable dict written to `assets.extra/tfgan_app_metadata.json`, with
-      `max_samples_per_request` added.
+      `max_samples_per_request` added; for a conditional generator also `num_classes` and
+      `class_names` (the metadata's own, which must then name num_classes classes, else
+      "0", "1", ...).
     max_samples_per_request: the largest `num_samples`, number of seeds or `num_steps` the
       signatures accept.
     warmup: write `assets.extra/tf_serving_warmup_requests`.
@@ -261,11 +244,21 @@ def export_generator(generator: keras.Model, latent_dim: int, export_dir: str, m
       refuses scalar inputs, and a failed warmup request fails the version's load.
 
   Raises:
-    ExportError: non-finite generator, or the destination cannot be written.
+    ExportError: non-finite generator, class names that do not fit its classes, or the
+      destination cannot be written.
   """
   if max_samples_per_request < 2:
     raise ExportError(f"max_samples_per_request={max_samples_per_request}; must be >= 2")
-  warmup_requests(model_name, latent_dim, warmup_signatures)  # Rejects unknown names early.
+  num_classes = conditional.num_classes_of(generator)
+  metadata = dict(metadata, **{MAX_SAMPLES_PER_REQUEST: int(max_samples_per_request)})
+  if num_classes:
+    names = metadata.get(CLASS_NAMES_KEY) or [str(label) for label in range(num_classes)]
+    if len(names) != num_classes:
+      raise ExportError(f"the generator has {num_classes} classes but the metadata names "
+                        f"{len(names)} ({', '.join(map(str, names))}); not exporting")
+    metadata.update({NUM_CLASSES_KEY: num_classes, CLASS_NAMES_KEY: [str(n) for n in names]})
+  # Rejects unknown names early.
+  warmup_requests(model_name, latent_dim, warmup_signatures, num_classes)
   check_finite(generator, latent_dim)
   final = version_dir(export_dir, model_name, version)
   parent = os.path.dirname(final)
@@ -283,16 +276,20 @@ def export_generator(generator: keras.Model, latent_dim: int, export_dir: str, m
   lock = staging_lib.lock(staging)
   try:
     with atomic.publish_dir(final, staging):
-      module = GeneratorExportModule(generator, latent_dim, max_samples_per_request)
+      if num_classes:
+        module = conditional.ConditionalExportModule(
+            generator, latent_dim, num_classes, metadata[CLASS_NAMES_KEY],
+            max_samples_per_request, generates_points(generator, latent_dim))
+      else:
+        module = GeneratorExportModule(generator, latent_dim, max_samples_per_request)
       tf.saved_model.save(module, staging, signatures=module.signatures())
       extra = os.path.join(staging, EXTRA_DIR)
       os.makedirs(extra, exist_ok=True)
       with open(os.path.join(extra, METADATA_FILE), "w") as f:
-        json.dump({**metadata, MAX_SAMPLES_PER_REQUEST: int(max_samples_per_request)}, f,
-                  indent=2, sort_keys=True)
+        json.dump(metadata, f, indent=2, sort_keys=True)
       if warmup:
         with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
-          for log in warmup_requests(model_name, latent_dim, warmup_signatures):
+          for log in warmup_requests(model_name, latent_dim, warmup_signatures, num_classes):
             writer.write(log.SerializeToString())
       staging_lib.make_readable(staging)
   except Exception as error:

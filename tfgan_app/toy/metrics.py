@@ -30,7 +30,6 @@ from typing import Optional
 
 import numpy as np
 
-from tfgan_app.exporting import contract
 from tfgan_app.exporting import loader
 from tfgan_app.toy import distributions as toy_data
 
@@ -114,22 +113,24 @@ def measure(points: np.ndarray, distribution: toy_data.GaussianMixture) -> dict:
 # Exports.
 
 
-def load_point_generator(saved_model: str):
-  """Loads a toy export; returns (loaded root, serving function, latent_dim, metadata).
+def load_point_generator(saved_model: str) -> loader.LoadedExport:
+  """Loads a toy export (`root` keeps the variables alive: the function does not).
 
   Raises:
     ToyMetricsError: not a SavedModel, or no `latents` -> `samples` serving signature.
   """
   try:
-    export = loader.load_export(saved_model, loader.POINTS)
+    return loader.load_export(saved_model, loader.POINTS)
   except loader.ExportLoadError as error:
     raise ToyMetricsError(str(error)) from error
-  return export.root, export.function, export.latent_dim, export.metadata
 
 
 def measure_export(saved_model: str, num_samples: int = DEFAULT_NUM_SAMPLES, seed: int = 0,
                    dataset: Optional[str] = None) -> dict:
   """Generates `num_samples` points with a toy export and measures them.
+
+  A class-conditional export is asked for class i mod num_classes for sample i (the
+  distribution as a whole is what is measured).
 
   Returns:
     `measure(...)` plus `saved_model`, `step` and `seed`.
@@ -137,7 +138,8 @@ def measure_export(saved_model: str, num_samples: int = DEFAULT_NUM_SAMPLES, see
   Raises:
     ToyMetricsError: see `load_point_generator`; no dataset known; unknown dataset.
   """
-  loaded, function, latent_dim, metadata = load_point_generator(saved_model)
+  export = load_point_generator(saved_model)
+  latent_dim, metadata = export.latent_dim, export.metadata
   name = dataset or metadata.get("dataset")
   if not name:
     raise ToyMetricsError(f"{saved_model} does not record its dataset; pass --dataset")
@@ -147,11 +149,13 @@ def measure_export(saved_model: str, num_samples: int = DEFAULT_NUM_SAMPLES, see
     raise ToyMetricsError(str(error)) from error
   latents = np.random.default_rng(seed).standard_normal(
       (num_samples, latent_dim)).astype(np.float32)
+  labels = (np.arange(num_samples) % export.num_classes).astype(np.int32) \
+      if export.num_classes else None
   points = np.concatenate([
-      outputs[contract.SAMPLES].numpy()
-      for outputs in loader.batches(lambda batch: function(**{contract.LATENTS: batch}), latents,
-                                    loader.request_batch_size(GENERATION_BATCH_SIZE, metadata))])
-  del loaded  # Kept alive until here: the signature function does not hold the variables.
+      outputs.numpy() for outputs in loader.batches(
+          export.generate, latents, loader.request_batch_size(GENERATION_BATCH_SIZE, metadata),
+          labels=labels)])
+  del export  # Kept alive until here: the signature function does not hold the variables.
   record = measure(points, distribution)
   record.update(saved_model=os.path.abspath(saved_model), step=metadata.get("step"), seed=seed)
   return record
