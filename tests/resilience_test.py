@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,12 +71,12 @@ def _wait_for_step(process, target, timeout=HANG_TIMEOUT_S):
 
 
 def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path):
-  steps = ["--train_steps=60", "--checkpoint_every=7"]
+  steps = ["--train_steps=40", "--checkpoint_every=7"]
   straight = _run(tmp_path / "straight", *steps)
   assert straight.returncode == 0, straight.stderr[-2000:]
   rng = random.Random(0)
   workdir = tmp_path / "killed"
-  for target in sorted(rng.sample(range(3, 55), 3)):
+  for target in sorted(rng.sample(range(3, 36), 2)):
     process = _start(workdir, *steps)
     # The kill lands while the run goes on past the step it printed: anywhere in a later step,
     # a checkpoint write included.
@@ -87,11 +88,11 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
   assert "Resumed from" in finished.stdout
   _, expected = _weights(tmp_path / "straight")
   path, got = _weights(workdir)
-  assert path.endswith("ckpt-60")
+  assert path.endswith("ckpt-40")
   for name in expected:
     np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
-  exported = tf.saved_model.load(str(workdir / "export" / "tiny" / "60"))
-  reference = tf.saved_model.load(str(tmp_path / "straight" / "export" / "tiny" / "60"))
+  exported = tf.saved_model.load(str(workdir / "export" / "tiny" / "40"))
+  reference = tf.saved_model.load(str(tmp_path / "straight" / "export" / "tiny" / "40"))
   latents = tf.random.stateless_normal([6, 8], seed=[1, 2])
   np.testing.assert_array_equal(
       exported.signatures["serving_default"](latents=latents)["images"].numpy(),
@@ -149,19 +150,34 @@ def _make_writable(path):
   os.chmod(path, 0o755)
 
 
+@pytest.fixture(scope="module")
+def trained_workdir(tmp_path_factory):
+  """A workdir the command trained to step 4 (checkpoints at 2 and 4, no export), trained once
+  for the tests below, each of which works on its own copy."""
+  workdir = tmp_path_factory.mktemp("trained") / "run"
+  first = _run(workdir, "--train_steps=4", "--checkpoint_every=2", "--noexport")
+  assert first.returncode == 0, first.stderr[-2000:]
+  return workdir
+
+
+def _copy_of(trained_workdir, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(trained_workdir, workdir)
+  return workdir
+
+
 @pytest.mark.parametrize("locked,message", [
     ("", "cannot write"),  # The workdir itself: fails before training.
-    ("checkpoints", "cannot write the checkpoint of step 4"),  # Fails while checkpointing.
+    ("checkpoints", "cannot write the checkpoint of step 6"),  # Fails while checkpointing.
 ])
-def test_unwritable_workdir_fails_clearly_and_keeps_the_checkpoint(tmp_path, locked, message):
-  workdir = tmp_path / "run"
-  first = _run(workdir, "--train_steps=2", "--checkpoint_every=2")
-  assert first.returncode == 0, first.stderr[-2000:]
+def test_unwritable_workdir_fails_clearly_and_keeps_the_checkpoint(tmp_path, trained_workdir,
+                                                                   locked, message):
+  workdir = _copy_of(trained_workdir, tmp_path)
   good_path, good = _weights(workdir)
   target = workdir / locked if locked else workdir
   _make_unwritable(target)
   try:
-    result = _run(workdir, "--train_steps=4", "--checkpoint_every=2")
+    result = _run(workdir, "--train_steps=6", "--checkpoint_every=2")
   finally:
     _make_writable(target)
   assert result.returncode == 1, result.stderr[-2000:]
@@ -188,10 +204,9 @@ def test_second_concurrent_run_refuses_and_a_dead_run_leaves_no_lock(tmp_path):
   assert third.returncode == 0, third.stderr[-2000:]
 
 
-def test_truncated_newest_checkpoint_the_resumed_command_falls_back(tmp_path):
-  workdir = tmp_path / "run"
-  first = _run(workdir, "--train_steps=4", "--checkpoint_every=2", "--noexport")
-  assert first.returncode == 0, first.stderr[-2000:]
+def test_truncated_newest_checkpoint_the_resumed_command_falls_back(tmp_path,
+                                                                    trained_workdir):
+  workdir = _copy_of(trained_workdir, tmp_path)
   data = workdir / "checkpoints" / "ckpt-4.data-00000-of-00001"
   with open(data, "r+b") as f:
     f.truncate(os.path.getsize(data) // 2)

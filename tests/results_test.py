@@ -130,7 +130,9 @@ def test_command_trains_measures_and_writes_the_page(tmp_path, tiny_classifier, 
   argv = ["results", f"--workdir={workdir}", f"--out_dir={out_dir}",
           f"--classifier={tiny_classifier}", f"--data_dir={tfds_data_dir()}",
           "--runs=dcgan,ring8_minibatch_discrimination", "--num_samples=200",
-          "--train_flag=--train_steps=20", "--train_flag=--batch_size=32"]
+          "--train_flag=--train_steps=20", "--train_flag=--batch_size=32",
+          # dcgan.cfg's layers at a test's width (mlp runs ignore these).
+          "--train_flag=--g_filters=8", "--train_flag=--d_filters=8"]
   assert results_command.main(argv) == 0
   last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   by_name = {record["name"]: record for record in last["runs"]}
@@ -141,7 +143,7 @@ def test_command_trains_measures_and_writes_the_page(tmp_path, tiny_classifier, 
   assert 0.0 <= dcgan["confident_fraction"] <= 1.0
   assert 0 <= ring8["modes_covered"] <= 8 and ring8["num_modes"] == 8
   assert ring8["command"] == ("configs/ring8.cfg --minibatch_discrimination --train_steps=20 "
-                              "--batch_size=32")
+                              "--batch_size=32 --g_filters=8 --d_filters=8")
   # The run really used the extra flags.
   flags_text = (workdir / "ring8_minibatch_discrimination" / "flags.cfg").read_text()
   assert "--minibatch_discrimination" in flags_text and "--train_steps=20" in flags_text
@@ -258,7 +260,9 @@ def test_cifar10_run_on_a_folder_is_measured_with_its_classifier(tmp_path, capsy
   # A small learning rate: the colour recipe's 0.2 is for 50,000 images, not three steps.
   report = classifier.train_classifier(dataset, None, str(tmp_path / "classifier"), epochs=1,
                                        batch_size=32, learning_rate=0.01,
-                                       compute_dtype="float32", download=False)
+                                       compute_dtype="float32", download=False,
+                                       # The small network: what is tested is the path.
+                                       architecture="small_cnn")
   monkeypatch.setenv("TFGAN_APP_CACHE_DIR", str(tmp_path / "cache"))
   tiny = ["--train_steps=2", "--batch_size=8", "--latent_dim=8", "--g_filters=8",
           "--d_filters=8", "--mixed_precision=float32", "--num_sample_images=4"]
