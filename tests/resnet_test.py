@@ -1,20 +1,16 @@
 """SNGAN's ResNet generator and discriminator (models/resnet.py): shapes, structure, skip
 connections, refusals, FLOPs by hand, and a tiny colour run through the train command with
-export, serving and exact resume."""
+its export and exact resume (serving does not depend on the architecture: colour_test)."""
 
 import os
 import subprocess
 import sys
 
-import grpc
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2
-from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from serving import server as server_lib
 from tfgan_app.exporting import saved_model as export
 from tfgan_app.models import registry as models
 from tfgan_app.models import resnet
@@ -229,7 +225,7 @@ def _config(workdir, folder, **overrides):
   return tiny_config(workdir, None, **values)
 
 
-def test_train_command_exports_a_colour_resnet_that_serves(tmp_path, colour_folder):
+def test_train_command_exports_a_colour_resnet(tmp_path, colour_folder):
   config = _config(tmp_path / "run", colour_folder, train_steps=3, checkpoint_every=3,
                    sample_every=3, log_every=1)
   flagfile = tmp_path / "resnet.cfg"
@@ -245,22 +241,6 @@ def test_train_command_exports_a_colour_resnet_that_serves(tmp_path, colour_fold
       num_samples=tf.constant(3, tf.int32), seed=tf.constant(5, tf.int64))
   local = outputs[export.IMAGES].numpy()
   assert local.shape == (3, 32, 32, 3) and local.dtype == np.uint8
-  server = server_lib.ModelServer("resnet", str(version.parent), port=0, rest_api_port=0,
-                                  max_workers=1).start()
-  try:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "resnet"
-    request.model_spec.signature_name = export.SAMPLE_SIGNATURE
-    request.inputs[export.NUM_SAMPLES].CopyFrom(tf.make_tensor_proto(np.int32(3)))
-    request.inputs[export.SEED].CopyFrom(tf.make_tensor_proto(np.int64(5)))
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-      response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
-          request, timeout=60)
-  finally:
-    server.stop(1)
-  served = tf.make_ndarray(response.outputs[export.IMAGES])
-  assert served.shape == (3, 32, 32, 3) and served.dtype == np.uint8
-  np.testing.assert_array_equal(served, local)
 
 
 def test_resume_reaches_the_weights_of_an_uninterrupted_run(tmp_path, colour_folder):
