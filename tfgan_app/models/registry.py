@@ -85,8 +85,9 @@ def build_generator(architecture: str, latent_dim: int, image_shape: Sequence[in
   """
   check_example_shape(architecture, image_shape)
   _check_dcgan_options(architecture, g_refine_blocks=refine_blocks)
-  if num_classes:
-    check_conditional(architecture, "class-conditional")
+  if num_classes and architecture not in CONDITIONAL_ARCHITECTURES:
+    raise ValueError(f"--architecture={architecture} has no class-conditional generator; "
+                     f"accepted: {', '.join(CONDITIONAL_ARCHITECTURES)}")
   if architecture == "mlp":
     generator = mlp.Generator(latent_dim, image_shape, hidden_units=hidden_units,
                               num_classes=num_classes, name=name)
