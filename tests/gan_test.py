@@ -110,7 +110,7 @@ def test_feature_matching_generator_steps_close_the_feature_gap(tmp_path):
                                     model.latent_dim)
   gaps = [_feature_gap(model, real, latents)]
   for _ in range(5):
-    logged = float(model._generator_step(real, 32, 32))
+    logged = float(model._generator_step(real, 32, 32)[0])  # (objective, extra logs)
     assert logged == pytest.approx(gaps[-1], rel=1e-4)  # g_loss is the gap G started from.
     gaps.append(_feature_gap(model, real, latents))
   assert gaps[-1] < 0.8 * gaps[0], gaps

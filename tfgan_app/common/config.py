@@ -89,6 +89,9 @@ class TrainConfig:
   g_units: str = "1200,1200"  # --architecture=mlp: hidden widths, see parse_units.
   d_units: str = "240,240"
   d_dropout: float = 0.5
+  conditioning: str = "none"  # none, projection or acgan (tfgan_app/gan/conditioning.py).
+  num_classes: int = 0  # Classes of a conditional run; 0: taken from the dataset.
+  acgan_weight: float = 1.0  # --conditioning=acgan: weight of the classification loss.
   # Objective and optimisation.
   d_steps: int = 1
   update: str = "alternating"

@@ -69,7 +69,8 @@ class ImageDatasetInfo:
   native_shape: Tuple[Optional[int], Optional[int], int]  # [H, W, C]; H, W None if they vary.
   image_shape: Tuple[int, int, int]  # [H, W, C] after resizing.
   resize: str = "crop"  # --resize: how images of another size are brought to image_shape.
-  class_names: Optional[Tuple[str, ...]] = None  # Known for folders with class subdirectories.
+  # Known for folders with class subdirectories, and for TFDS datasets described with labels.
+  class_names: Optional[Tuple[str, ...]] = None
   # --dataset=folder:PATH: the decoded split (`folder.FolderData`); None for TFDS.
   folder: Any = dataclasses.field(default=None, compare=False, repr=False)
 
@@ -122,7 +123,7 @@ def _builder(name: str, data_dir: Optional[str]):
 def describe(name: str, split: str, data_dir: Optional[str] = None,
              image_size: Optional[int] = None, *, resize: str = "crop",
              channels: Optional[int] = None, cache: CacheMode = "memory",
-             cache_dir: Optional[str] = None) -> ImageDatasetInfo:
+             cache_dir: Optional[str] = None, labels: bool = False) -> ImageDatasetInfo:
   """Checks that `name` is a TFDS dataset with an `image` feature (or a folder) and describes it.
 
   Args:
@@ -132,10 +133,14 @@ def describe(name: str, split: str, data_dir: Optional[str] = None,
     channels: --channels, 1 or 3; None: the dataset's (for folders: 3 if any image has colour).
     cache, cache_dir: --cache and the directory of --cache=disk; they matter only for folders,
       which are indexed and decoded here, once (`folder.load`).
+    labels: the data must have class labels (a conditional GAN): a TFDS `label` ClassLabel
+      feature, whose names become `class_names` (from the dataset's stored info, no download),
+      or a folder with class subdirectories.
 
   Raises:
     DatasetError: unknown dataset, no `image` feature, unknown split, or an image size that
-      cannot be resolved; for folders also a missing or empty directory.
+      cannot be resolved; for folders also a missing or empty directory; with `labels`, no
+      labels.
   """
   try:
     preprocess.check_resize(resize)
@@ -144,10 +149,22 @@ def describe(name: str, split: str, data_dir: Optional[str] = None,
   if channels is not None and channels not in preprocess.CHANNELS:
     raise DatasetError(f"--channels={channels} is not one of 1, 3")
   if folder_lib.is_folder(name):
-    return _describe_folder(name, split, image_size, resize, channels, normalize_cache(cache),
+    info = _describe_folder(name, split, image_size, resize, channels, normalize_cache(cache),
                             cache_dir)
+    if labels and not info.class_names:
+      raise DatasetError(f"{name} has no class subdirectories, so no labels; a conditional GAN "
+                         "needs PATH/<class>/ (or PATH/<split>/<class>/) folders")
+    return info
   builder = _builder(name, data_dir)
   features = builder.info.features
+  class_names = None
+  if labels:
+    label = features["label"] if "label" in features else None
+    if not isinstance(label, tfds.features.ClassLabel):
+      raise DatasetError(f"dataset {name!r} has no 'label' ClassLabel feature (features: "
+                         f"{sorted(features.keys())}); a conditional GAN needs labelled data "
+                         "such as mnist, fashion_mnist, cifar10 or a folder of class folders")
+    class_names = tuple(str(n) for n in label.names)
   if "image" not in features or not isinstance(features["image"], tfds.features.Image):
     raise DatasetError(
         f"dataset {name!r} has no 'image' feature (features: {sorted(features.keys())}); "
@@ -166,7 +183,7 @@ def describe(name: str, split: str, data_dir: Optional[str] = None,
   return ImageDatasetInfo(name=name, split=split, num_examples=num_examples,
                           native_shape=(height, width, channels),
                           image_shape=(image_size, image_size, requested_channels or channels),
-                          resize=resize)
+                          resize=resize, class_names=class_names)
 
 
 def _describe_folder(name, split, image_size, resize, channels, cache, cache_dir):
@@ -195,26 +212,32 @@ def _num_examples(builder, name, split) -> int:
 
 def prepare(name: str, split: str, data_dir: Optional[str] = None, image_size=None,
             download: bool = True, *, resize: str = "crop", channels: Optional[int] = None,
-            cache: CacheMode = "memory", cache_dir: Optional[str] = None):
+            cache: CacheMode = "memory", cache_dir: Optional[str] = None, labels: bool = False):
   """Makes sure the dataset is on disk (downloading it if allowed) and describes it.
 
   A folder (--dataset=folder:PATH) is indexed and decoded here, once; `resize`, `channels`,
-  `cache` and `cache_dir` are as in `describe`.
+  `cache`, `cache_dir` and `labels` are as in `describe`.
 
   Returns:
     An `ImageDatasetInfo`, or a `PointDatasetInfo` for a toy distribution (which needs no
     files; `split`, `data_dir` and `download` are ignored for it).
 
   Raises:
-    DatasetError: see `describe`; also --image_size given for a toy distribution.
+    DatasetError: see `describe`; also --image_size given for a toy distribution, or labels
+      asked of one.
   """
   if toy_data.is_toy(name):
+    if labels:
+      raise DatasetError(f"{name!r} is a toy distribution of points without labels; a "
+                         "conditional GAN needs labelled images (e.g. mnist, or a folder of "
+                         "class folders)")
     if image_size is not None:
       raise DatasetError(f"--image_size={image_size} applies to image datasets; {name!r} is a "
                          f"toy distribution of {toy_data.get(name).dim}-D points: drop "
                          "--image_size")
     return PointDatasetInfo(name, toy_data.get(name))
-  options = dict(resize=resize, channels=channels, cache=cache, cache_dir=cache_dir)
+  options = dict(resize=resize, channels=channels, cache=cache, cache_dir=cache_dir,
+                 labels=labels)
   info = describe(name, split, data_dir, image_size, **options)
   if info.folder is not None:
     return info
@@ -235,27 +258,39 @@ def prepare(name: str, split: str, data_dir: Optional[str] = None, image_size=No
   return info
 
 
+def _on_images(function):
+  """`function` of an image, applied to the image of an (image, label) element too."""
+  def apply(*element):
+    return function(element[0]) if len(element) == 1 else (function(element[0]),) + element[1:]
+  return apply
+
+
 def load_uint8_images(info: ImageDatasetInfo, data_dir: Optional[str] = None,
-                      cache: CacheMode = True, cache_dir: Optional[str] = None
-                      ) -> tf.data.Dataset:
+                      cache: CacheMode = True, cache_dir: Optional[str] = None,
+                      labels: bool = False) -> tf.data.Dataset:
   """The split's images in a fixed order (TFDS's file order, or a folder's sorted paths), uint8
   [H, W, C] at the target size and channels (`preprocess.preprocess`; untouched when they match).
 
-  A folder's images come from where `prepare` put them (its own --cache); for TFDS, `cache`
-  memory keeps the decoded split in memory, disk in a `tf.data` cache file under `cache_dir`,
-  none decodes every epoch again.
+  With `labels`, elements are (image, label int32) pairs (TFDS `label`, or a folder's class
+  index; DatasetError without labels). A folder's images come from where `prepare` put them
+  (its own --cache); for TFDS, `cache` memory keeps the decoded split in memory, disk in a
+  `tf.data` cache file under `cache_dir`, none decodes every epoch again.
   """
   if info.folder is not None:
-    return info.folder.dataset()
+    if labels and info.folder.labels is None:
+      raise DatasetError(f"{info.name} has no class subdirectories, so no labels")
+    return tf.data.Dataset.zip((info.folder.dataset(), tf.data.Dataset.from_tensor_slices(
+        info.folder.labels.astype("int32")))) if labels else info.folder.dataset()
   cache = normalize_cache(cache)
   dataset = tfds.load(info.name, split=info.split, data_dir=data_dir, download=False,
                       shuffle_files=False)
-  dataset = dataset.map(lambda example: example["image"], num_parallel_calls=tf.data.AUTOTUNE,
-                        deterministic=True)
+  select = ((lambda example: (example["image"], tf.cast(example["label"], tf.int32))) if labels
+            else (lambda example: example["image"]))
+  dataset = dataset.map(select, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if tuple(info.native_shape) != tuple(info.image_shape):
     size, channels = info.image_shape[0], info.image_shape[2]
     dataset = dataset.map(
-        lambda image: preprocess.preprocess(image, size, channels, info.resize),
+        _on_images(lambda image: preprocess.preprocess(image, size, channels, info.resize)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if cache == "memory":
     dataset = dataset.cache()
@@ -265,7 +300,8 @@ def load_uint8_images(info: ImageDatasetInfo, data_dir: Optional[str] = None,
     os.makedirs(cache_dir, exist_ok=True)
     safe = "".join(c if c.isalnum() else "_" for c in f"{info.name}-{info.split}")
     shape = "x".join(map(str, info.image_shape))
-    dataset = dataset.cache(os.path.join(cache_dir, f"tfds-{safe}-{shape}-{info.resize}"))
+    dataset = dataset.cache(os.path.join(
+        cache_dir, f"tfds-{safe}-{shape}-{info.resize}{'-labels' if labels else ''}"))
   return dataset
 
 
@@ -281,7 +317,8 @@ def make_train_dataset(images: tf.data.Dataset, num_examples: int, batch_size: i
   """The training stream from `start_step` on.
 
   Args:
-    images: uint8 [H, W, C] examples in a fixed order (`load_uint8_images`).
+    images: uint8 [H, W, C] examples in a fixed order (`load_uint8_images`), or (image, label)
+      pairs; labels pass through (int32 batches [batch_size]).
     num_examples: number of examples in `images`.
     batch_size: global batch size.
     d_steps: discriminator updates per training step; each needs its own real batch.
@@ -293,7 +330,7 @@ def make_train_dataset(images: tf.data.Dataset, num_examples: int, batch_size: i
 
   Returns:
     A dataset whose elements are tuples of `d_steps` float32 batches [batch_size, H, W, C] in
-    [-1, 1]. Tuples rather than one [d_steps * batch_size] tensor keep each discriminator step's
+    [-1, 1] (or, with labels, of `d_steps` (images, labels) pairs). Tuples rather than one [d_steps * batch_size] tensor keep each discriminator step's
     batch the same set of images however a distribution strategy splits the global batch.
   """
   if num_examples < batch_size:
@@ -316,13 +353,18 @@ def make_train_dataset(images: tf.data.Dataset, num_examples: int, batch_size: i
   stream = tf.data.Dataset.range(first_epoch, _MAX_EPOCHS).flat_map(epoch).skip(offset)
   if random_flip:
     stream = stream.enumerate(start=first_example).map(
-        lambda index, image: preprocess.random_flip(image, seed, index),
+        lambda index, element: _on_images(
+            lambda image: preprocess.random_flip(image, seed, index))(*tf.nest.flatten(element)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   stream = stream.batch(batch_size, drop_remainder=True, num_parallel_calls=tf.data.AUTOTUNE,
                         deterministic=True)
-  stream = stream.map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  stream = stream.map(_on_images(to_unit_range), num_parallel_calls=tf.data.AUTOTUNE,
+                      deterministic=True)
   stream = stream.batch(d_steps, drop_remainder=True)
-  stream = stream.map(lambda batches: tuple(batches[i] for i in range(d_steps)))
+  # [d_steps, ...] -> d_steps batches, or d_steps (images, labels) pairs.
+  stream = stream.map(lambda *parts: tuple(
+      parts[0][i] if len(parts) == 1 else tuple(part[i] for part in parts)
+      for i in range(d_steps)))
 
   options = tf.data.Options()
   options.deterministic = True
@@ -335,22 +377,23 @@ def make_train_dataset(images: tf.data.Dataset, num_examples: int, batch_size: i
 def training_stream(info, batch_size: int, d_steps: int = 1, seed: int = 0, start_step: int = 0,
                     data_dir: Optional[str] = None, cache: CacheMode = True,
                     shuffle_buffer: int = 60_000, random_flip: bool = False,
-                    cache_dir: Optional[str] = None) -> tf.data.Dataset:
+                    cache_dir: Optional[str] = None, labels: bool = False) -> tf.data.Dataset:
   """The training stream of a prepared dataset from `start_step` on.
 
   Args:
     info: what `prepare` returned.
     Others: as in `make_train_dataset` (images) and `toy_data.make_train_dataset` (points);
       `data_dir`, `cache`, `cache_dir` (`load_uint8_images`), `shuffle_buffer` and
-      `random_flip` apply to images only.
+      `random_flip` apply to images only; `labels`: (images, labels) pairs
+      (`load_uint8_images`).
 
   Returns:
-    Tuples of `d_steps` float32 batches [batch_size, *info.example_shape].
+    Tuples of `d_steps` float32 batches [batch_size, *info.example_shape] (or pairs).
   """
   if is_point_dataset(info):
     return toy_data.make_train_dataset(info.distribution, batch_size, d_steps=d_steps,
                                        seed=seed, start_step=start_step)
-  images = load_uint8_images(info, data_dir, cache=cache, cache_dir=cache_dir)
+  images = load_uint8_images(info, data_dir, cache=cache, cache_dir=cache_dir, labels=labels)
   return make_train_dataset(images, info.num_examples, batch_size, d_steps=d_steps, seed=seed,
                             start_step=start_step, shuffle_buffer=shuffle_buffer,
                             random_flip=random_flip)

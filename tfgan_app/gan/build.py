@@ -6,6 +6,7 @@ from typing import Optional
 import keras
 
 from tfgan_app.common import config as config_lib
+from tfgan_app.gan import conditioning
 from tfgan_app.gan import diffaugment
 from tfgan_app.gan import model as gan_lib
 from tfgan_app.gan import penalties
@@ -23,6 +24,10 @@ def build_gan(config, image_shape, policy: Optional[str] = None) -> gan_lib.GAN:
   """
   policy = policy or precision.resolve(config.mixed_precision).policy
   g_units = config_lib.parse_units(config.g_units)
+  conditional = config.conditioning != conditioning.NONE
+  if conditional and config.num_classes <= 0:
+    raise ValueError(f"--conditioning={config.conditioning} needs the dataset's number of "
+                     f"classes (num_classes), got {config.num_classes}")
   generator, discriminator = models.build_models(
       config.architecture, config.latent_dim, image_shape, config.g_filters, config.d_filters,
       sync_batchnorm=config.sync_batchnorm, kernel_size=config.kernel_size,
@@ -30,13 +35,15 @@ def build_gan(config, image_shape, policy: Optional[str] = None) -> gan_lib.GAN:
       minibatch_kernels=config.minibatch_kernels if config.minibatch_discrimination else 0,
       minibatch_kernel_dim=config.minibatch_kernel_dim, g_units=g_units,
       d_units=config_lib.parse_units(config.d_units), d_dropout=config.d_dropout,
-      spectral_norm=config.spectral_norm)
+      spectral_norm=config.spectral_norm, conditioning=config.conditioning,
+      num_classes=config.num_classes)
   ema_generator = None
   if config.ema_decay > 0:
     ema_generator = models.build_generator(
         config.architecture, config.latent_dim, image_shape, config.g_filters,
         config.sync_batchnorm, name="ema_generator", kernel_size=config.kernel_size,
-        refine_blocks=config.g_refine_blocks, hidden_units=g_units)
+        refine_blocks=config.g_refine_blocks, hidden_units=g_units,
+        num_classes=config.num_classes if conditional else 0)
   model = gan_lib.GAN(generator, discriminator, latent_dim=config.latent_dim,
                       d_steps=config.d_steps, loss=config.loss, seed=config.seed,
                       label_smoothing=config.label_smoothing, g_objective=config.g_objective,
@@ -45,7 +52,9 @@ def build_gan(config, image_shape, policy: Optional[str] = None) -> gan_lib.GAN:
                           config.gradient_penalty, config.r1_gamma, config.r1_every),
                       augment=diffaugment.DiffAugment(
                           diffaugment.parse_policy(config.diffaugment)),
-                      ema_generator=ema_generator, ema_decay=config.ema_decay)
+                      ema_generator=ema_generator, ema_decay=config.ema_decay,
+                      conditioning=config.conditioning, num_classes=config.num_classes,
+                      acgan_weight=config.acgan_weight)
   if ema_generator is not None:
     model.reset_ema()
   def learning_rate(initial, updates_per_step):
@@ -72,7 +81,8 @@ def build_gan(config, image_shape, policy: Optional[str] = None) -> gan_lib.GAN:
 
 
 # run_spec.json fields that runs from before they existed leave out, at their values then.
-SPEC_DEFAULTS = {"minibatch_discrimination": False, "g_refine_blocks": 0, "spectral_norm": False}
+SPEC_DEFAULTS = {"minibatch_discrimination": False, "g_refine_blocks": 0, "spectral_norm": False,
+                 "conditioning": conditioning.NONE}
 
 
 def run_spec(config, image_shape) -> dict:
@@ -84,7 +94,10 @@ def run_spec(config, image_shape) -> dict:
           "ema": config.ema_decay > 0,
           "minibatch_discrimination": config.minibatch_discrimination,
           # D's layers hold u; dcgan's D has no BatchNorm then.
-          "spectral_norm": config.spectral_norm}
+          "spectral_norm": config.spectral_norm,
+          "conditioning": config.conditioning}
+  if config.conditioning != conditioning.NONE:  # Only then: the classes decide the tables.
+    spec["num_classes"] = config.num_classes
   if config.minibatch_discrimination:
     # Only then: the sizes of a layer that is not there do not decide anything.
     spec.update(minibatch_kernels=config.minibatch_kernels,

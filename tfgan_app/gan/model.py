@@ -10,9 +10,8 @@ No I/O, no flags.
 
 Written for `tf.distribute`: losses are averaged over the global batch, logged values are
 all-reduced to global means (the same numbers one replica would log for the same global batch),
-and latents are drawn for the global batch from (seed, step) with a stateless RNG, each replica
-keeping its own slice: replicas see different latents, a run is reproducible from its seed, and
-one replica or many draw the very same numbers.
+and latents (and labels) are drawn statelessly for the global batch (`gan.replicas`).
+Class-conditional GANs (`gan.conditioning`) take real batches of (images, labels).
 """
 
 from typing import Optional
@@ -21,65 +20,23 @@ import keras
 import tensorflow as tf
 
 from tfgan_app.common import config as config_lib
+from tfgan_app.gan import conditioning as conditioning_lib
 from tfgan_app.gan import losses
 from tfgan_app.gan import diffaugment
 from tfgan_app.gan import objectives
 from tfgan_app.gan import penalties as penalties_lib
+from tfgan_app.gan import replicas
+from tfgan_app.gan import updates
+
+# Names of this module's interface that live in the smaller modules.
+latent_seed = replicas.latent_seed
+replica_latents = replicas.replica_latents
+global_batch_feature_mean = replicas.global_batch_feature_mean
+UPDATES = updates.UPDATES
+check_update = updates.check_update
 
 # Purposes folded into the latent seed, so that D and G steps never share latents.
 _GENERATOR_STEP = 1 << 20
-UPDATES = ("alternating", "simultaneous")
-
-
-def check_update(update: str, d_steps: int, g_objective: str = "standard") -> None:
-  """Raises ValueError, naming what is accepted, for an unknown or unusable update scheme."""
-  if update not in UPDATES:
-    raise ValueError(f"unknown update {update!r}; accepted: {', '.join(UPDATES)}")
-  if update == "simultaneous" and d_steps != 1:
-    raise ValueError(f"--update=simultaneous updates both players from one generator pass and "
-                     f"needs --d_steps=1, got --d_steps={d_steps}; use --update=alternating "
-                     "for several discriminator steps")
-  if update == "simultaneous" and g_objective != "standard":
-    raise ValueError(f"--update=simultaneous takes the generator's gradient from D's logits and "
-                     f"needs --g_objective=standard, got --g_objective={g_objective}; use "
-                     "--update=alternating")
-
-
-def latent_seed(seed, step, purpose) -> tf.Tensor:
-  """A stateless-RNG seed pair unique to (seed, step, purpose)."""
-  key = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
-  key = tf.random.experimental.stateless_fold_in(key, tf.cast(purpose, tf.int64))
-  return key
-
-
-def replica_latents(seed, step, purpose, global_batch_size, local_batch_size, latent_dim):
-  """This replica's slice of the global batch of latents N(0, I) for (seed, step, purpose)."""
-  context = tf.distribute.get_replica_context()
-  replica_id = tf.cast(context.replica_id_in_sync_group, tf.int32) if context else 0
-  everyone = tf.random.stateless_normal([global_batch_size, latent_dim],
-                                        seed=latent_seed(seed, step, purpose))
-  start = replica_id * local_batch_size
-  return everyone[start:start + local_batch_size]  # [local_batch, latent_dim]
-
-
-def global_batch_feature_mean(local_features, global_batch_size) -> tf.Tensor:
-  """The mean [F] over the global batch of features whose rows [b, F] this replica holds.
-
-  The value is the same on every replica (the replicas' sums are all-reduced). Its gradient
-  flows only through this replica's rows; the other replicas' sum enters as a constant. When
-  the optimizer sums the replicas' gradients, as it does under tf.distribute, the result is
-  the gradient of a loss of the global mean, counted once (differentiating through the
-  all-reduce instead would count it once per replica).
-  """
-  local_sum = tf.reduce_sum(tf.cast(local_features, tf.float32), axis=0)  # [F]
-  context = tf.distribute.get_replica_context()
-  total = local_sum
-  if context is not None:
-    total = context.all_reduce(tf.distribute.ReduceOp.SUM, local_sum)
-  others = tf.stop_gradient(total - local_sum)
-  return (local_sum + others) / tf.cast(global_batch_size, tf.float32)
-
-
 def _without_loss_scaling(optimizer):
   if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
     return optimizer.inner_optimizer
@@ -104,7 +61,9 @@ class GAN(keras.Model):
                update: str = "alternating",
                penalties: penalties_lib.DiscriminatorPenalties = (
                    penalties_lib.DiscriminatorPenalties()),
-               augment: diffaugment.DiffAugment = diffaugment.DiffAugment(), **kwargs):
+               augment: diffaugment.DiffAugment = diffaugment.DiffAugment(),
+               conditioning: str = "none", num_classes: int = 0, acgan_weight: float = 1.0,
+               **kwargs):
     """Assembles the GAN.
 
     Args:
@@ -124,12 +83,19 @@ class GAN(keras.Model):
       update: `alternating` or `simultaneous` (see the module docstring).
       penalties: gradient penalties added to D's loss (`gan.penalties`: WGAN-GP, R1).
       augment: differentiable augmentation of every image D sees (`gan.diffaugment`).
+      conditioning: none, projection or acgan (`gan.conditioning`); conditional players take
+        `labels=` and real batches are (images, labels).
+      num_classes: classes of a conditional GAN.
+      acgan_weight: w of the acgan classification loss.
 
     Raises:
       ValueError: an unknown update or g_objective, or `simultaneous` with d_steps != 1 or
-        feature matching.
+        feature matching; a conditioning that cannot train with these settings.
     """
     check_update(update, d_steps, g_objective)
+    conditioning_lib.check(conditioning, update=update, g_objective=g_objective,
+                           gradient_penalty=penalties.gradient_penalty,
+                           acgan_weight=acgan_weight)
     super().__init__(**kwargs)
     self.update = update
     self.generator = generator
@@ -143,6 +109,9 @@ class GAN(keras.Model):
     self.objective = objectives.get(loss, label_smoothing)
     self.penalties = penalties
     self.augment = augment
+    self.conditioning = conditioning
+    self.num_classes = int(num_classes) if conditioning != "none" else 0
+    self.acgan_weight = float(acgan_weight)
     # The last R1 value, logged by the discriminator updates that lazy R1 skips; not
     # checkpointed (a log value, not training state).
     self.r1_record = tf.Variable(0.0, trainable=False, name="r1_record",
@@ -180,6 +149,24 @@ class GAN(keras.Model):
 
   def call(self, latents, training=False):
     return self.generator(latents, training=training)
+
+  def _generate(self, latents, labels, training):
+    if self.num_classes:
+      return self.generator(latents, labels=labels, training=training)
+    return self.generator(latents, training=training)
+
+  def _judge(self, images, labels, training=True):
+    """D's (logits [B, 1], class logits [B, K] under acgan else None) for `images`."""
+    if self.num_classes:
+      return self.discriminator.outputs(images, labels, training=training)
+    return self.discriminator(images, training=training), None
+
+  def _labels(self, purpose, global_batch, local_batch):
+    """The generator's labels for `purpose` of this step (None when unconditional)."""
+    if not self.num_classes:
+      return None
+    return replicas.replica_labels(self.seed, self.step, purpose, global_batch, local_batch,
+                                   self.num_classes)
 
   def _maybe_symbolic_build(self, iterator=None, data_batch=None):
     # Keras's TF trainer pulls a first batch and all-reduces it under any tf.distribute strategy
@@ -259,22 +246,27 @@ class GAN(keras.Model):
     grads = tape.gradient(scaled_loss, model.trainable_variables)
     optimizer.apply(grads, model.trainable_variables)
 
-  def _discriminator_step(self, real_images, index, global_batch):
+  def _discriminator_step(self, real_images, real_labels, index, global_batch):
     local_batch = tf.shape(real_images)[0]
     latents = replica_latents(self.seed, self.step, index, global_batch, local_batch,
                               self.latent_dim)
-    fake_images = self.generator(latents, training=True)
+    fake_labels = self._labels(index, global_batch, local_batch)
+    fake_images = self._generate(latents, fake_labels, training=True)
     real_images = self._d_view(real_images, 2 * index, global_batch)
     fake_images = self._d_view(fake_images, 2 * index + 1, global_batch)
     with tf.GradientTape() as tape:
-      real_logits = self.discriminator(real_images, training=True)
-      fake_logits = self.discriminator(fake_images, training=True)
+      real_logits, real_classes = self._judge(real_images, real_labels)
+      fake_logits, fake_classes = self._judge(fake_images, fake_labels)
       per_example, loss = self._discriminator_loss(real_logits, fake_logits, global_batch)
-      penalty, penalty_logs = self._penalty(real_images, fake_images, index, global_batch)
+      penalty, logs = self._penalty(real_images, real_labels, fake_images, index, global_batch)
+      if real_classes is not None:
+        class_loss, class_logs = conditioning_lib.acgan_discriminator_terms(
+            real_classes, real_labels, fake_classes, fake_labels, global_batch)
+        loss, logs = loss + self.acgan_weight * class_loss, {**logs, **class_logs}
       # Scaled inside the tape: the tape must record the multiplication.
       scaled_loss = self._scaled(self.d_optimizer, loss + penalty)
     self._apply(self.d_optimizer, tape, scaled_loss, self.discriminator)
-    return per_example, real_logits, fake_logits, penalty_logs
+    return per_example, real_logits, fake_logits, logs
 
   def _d_view(self, images, purpose, global_batch):
     """What D sees of `images`: their --diffaugment transformation of (seed, step, purpose)."""
@@ -283,26 +275,32 @@ class GAN(keras.Model):
     return self.augment(images, seed=self.seed, update_index=self.step, purpose=purpose,
                         global_batch_size=global_batch)
 
-  def _penalty(self, real_images, fake_images, index, global_batch):
-    """D's gradient penalties (`gan.penalties`) for discriminator update `index` of this step."""
+  def _penalty(self, real_images, real_labels, fake_images, index, global_batch):
+    """D's gradient penalties (`gan.penalties`) for discriminator update `index` of this step;
+    a conditional D is judged with the real labels (R1 only: `conditioning.check`)."""
     if not self.penalties:
       return 0.0, {}
+    discriminator = self.discriminator
+    if self.num_classes:
+      discriminator = lambda images, training: self._judge(images, real_labels, training)[0]
     optimizer = self.d_optimizer
     loss_scale = (optimizer.dynamic_scale
                   if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else None)
     return self.penalties(
-        self.discriminator, real_images, fake_images, seed=self.seed,
+        discriminator, real_images, fake_images, seed=self.seed,
         update_index=self.step * self.d_steps + index, global_batch_size=global_batch,
         r1_record=self.r1_record, loss_scale=loss_scale)
 
   def _generator_step(self, real_images, global_batch, local_batch):
-    """One generator update; returns the global value of its objective (for the logs)."""
+    """One generator update; returns the global value of its objective and extra logs."""
     latents = replica_latents(self.seed, self.step, _GENERATOR_STEP, global_batch, local_batch,
                               self.latent_dim)
+    labels = self._labels(_GENERATOR_STEP, global_batch, local_batch)
     real_images = self._d_view(real_images, _GENERATOR_STEP, global_batch)
+    logs = {}
     with tf.GradientTape() as tape:
-      fake_images = self._d_view(self.generator(latents, training=True), _GENERATOR_STEP + 1,
-                                 global_batch)
+      fake_images = self._d_view(self._generate(latents, labels, training=True),
+                                 _GENERATOR_STEP + 1, global_batch)
       if self.g_objective == "feature_matching":
         real_mean = global_batch_feature_mean(
             self.discriminator.features(real_images, training=True), global_batch)
@@ -311,14 +309,20 @@ class GAN(keras.Model):
         # Already a global value: summing the replicas' gradients is right (see
         # global_batch_feature_mean), and so is logging it as it is.
         loss = logged = losses.feature_matching_loss(real_mean, fake_mean)
+        fake_classes = self._judge(fake_images, labels)[1] if self.num_classes else None
       else:
-        per_example = self._generator_loss(self.discriminator(fake_images, training=True))
+        fake_logits, fake_classes = self._judge(fake_images, labels)
+        per_example = self._generator_loss(fake_logits)
         loss = losses.global_batch_mean(per_example, global_batch)
         logged = losses.global_mean(tf.reduce_sum(per_example), tf.size(per_example))
+      if fake_classes is not None:
+        class_loss, logs = conditioning_lib.acgan_generator_terms(fake_classes, labels,
+                                                                  global_batch)
+        loss += self.acgan_weight * class_loss
       # Scaled inside the tape: the tape must record the multiplication.
       scaled_loss = self._scaled(self.g_optimizer, loss)
     self._apply(self.g_optimizer, tape, scaled_loss, self.generator)
-    return logged
+    return logged, logs
 
   def _simultaneous_step(self, real_images, global_batch):
     """Both players' updates from one generator pass (the tutorial's step)."""
@@ -331,7 +335,7 @@ class GAN(keras.Model):
       real_logits = self.discriminator(real_images, training=True)
       fake_logits = self.discriminator(fake_images, training=True)
       d_per_example, d_loss = self._discriminator_loss(real_logits, fake_logits, global_batch)
-      penalty, penalty_logs = self._penalty(real_images, fake_images, 0, global_batch)
+      penalty, penalty_logs = self._penalty(real_images, None, fake_images, 0, global_batch)
       g_per_example = self._generator_loss(fake_logits)
       g_loss = losses.global_batch_mean(g_per_example, global_batch)
       scaled_d_loss = self._scaled(self.d_optimizer, d_loss + penalty)
@@ -348,20 +352,23 @@ class GAN(keras.Model):
     real_batches = data if isinstance(data, (tuple, list)) else (data,)
     if len(real_batches) != self.d_steps:
       raise ValueError(f"expected {self.d_steps} real batches per step, got {len(real_batches)}")
+    # Conditional runs get (images, labels) pairs; labels are None otherwise.
+    real_batches = [batch if self.num_classes else (batch, None) for batch in real_batches]
     context = tf.distribute.get_replica_context()
     replicas = context.num_replicas_in_sync if context else 1
-    local_batch = tf.shape(real_batches[0])[0]
+    local_batch = tf.shape(real_batches[0][0])[0]
     global_batch = local_batch * replicas
 
     if self.update == "simultaneous":
       d_per_example, real_logits, fake_logits, g_per_example, penalty_logs = (
-          self._simultaneous_step(real_batches[0], global_batch))
+          self._simultaneous_step(real_batches[0][0], global_batch))
       g_loss = losses.global_mean(tf.reduce_sum(g_per_example), tf.size(g_per_example))
     else:
-      for index, real_images in enumerate(real_batches):
+      for index, (real_images, real_labels) in enumerate(real_batches):
         d_per_example, real_logits, fake_logits, penalty_logs = self._discriminator_step(
-            real_images, index, global_batch)
-      g_loss = self._generator_step(real_batches[-1], global_batch, local_batch)
+            real_images, real_labels, index, global_batch)
+      g_loss, g_logs = self._generator_step(real_batches[-1][0], global_batch, local_batch)
+      penalty_logs = {**penalty_logs, **g_logs}
     if self.ema_generator is not None:
       self._update_ema()
     self.step.assign_add(1)

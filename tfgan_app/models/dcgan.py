@@ -17,6 +17,7 @@ from typing import Sequence, Tuple
 import keras
 from keras import layers
 
+from tfgan_app.models import conditional_batchnorm
 from tfgan_app.models import fused_batchnorm
 from tfgan_app.models import minibatch_discrimination
 from tfgan_app.models import phase_conv
@@ -47,20 +48,29 @@ def upsampling_plan(image_size: int) -> Tuple[int, int]:
   return base, doublings
 
 
-def _batch_norm(synchronized: bool, name: str):
+def _batch_norm(synchronized: bool, name: str, num_classes: int = 0):
   # momentum 0.9 rather than Keras's 0.99: GAN statistics drift quickly, and the generator is
   # sampled in inference mode.
+  if num_classes:
+    return conditional_batchnorm.ConditionalBatchNormalization(
+        num_classes, momentum=0.9, epsilon=1e-5, synchronized=synchronized, name=name)
   return fused_batchnorm.FusedBatchNormalization(momentum=0.9, epsilon=1e-5,
                                                  synchronized=synchronized, name=name)
 
 
 @keras.saving.register_keras_serializable(package="tfgan_app")
 class Generator(keras.Model):
-  """Maps latents [B, latent_dim] to images [B, H, W, C] in [-1, 1]."""
+  """Maps latents [B, latent_dim] (and, when conditional, labels [B]) to images [B, H, W, C] in
+  [-1, 1].
+
+  Class-conditional (num_classes > 0): every BatchNorm is class-conditional
+  (`conditional_batchnorm`: gamma[y], beta[y] per class), called as
+  `generator(latents, labels=labels)`; the rest of the network is the same.
+  """
 
   def __init__(self, latent_dim: int, image_shape: Sequence[int], filters: int = 64,
                sync_batchnorm: bool = False, kernel_size: int = 4, refine_blocks: int = 0,
-               **kwargs):
+               num_classes: int = 0, **kwargs):
     """Builds the layers.
 
     Args:
@@ -72,6 +82,7 @@ class Generator(keras.Model):
       refine_blocks: stride-1 transposed-convolution blocks (BatchNorm, ReLU) at the base
         resolution, before the upsampling ones. The TensorFlow DCGAN tutorial's generator has
         one; it makes better-formed MNIST digits per step at little cost (the base map is small).
+      num_classes: classes of a class-conditional generator; 0: unconditional.
       **kwargs: keras.Model arguments (name, ...).
     """
     super().__init__(**kwargs)
@@ -81,6 +92,7 @@ class Generator(keras.Model):
     self.image_shape = tuple(int(d) for d in image_shape)
     self.filters = int(filters)
     self.sync_batchnorm = bool(sync_batchnorm)
+    self.num_classes = int(num_classes)
     height, width, channels = self.image_shape
     if height != width:
       raise ValueError(f"Generator needs square images, got {self.image_shape}")
@@ -88,13 +100,14 @@ class Generator(keras.Model):
     widest = self.filters * 2 ** (doublings - 1)
 
     self.project = layers.Dense(base * base * widest, use_bias=False, name="project")
-    self.project_bn = _batch_norm(self.sync_batchnorm, "project_bn")
+    self.project_bn = _batch_norm(self.sync_batchnorm, "project_bn", self.num_classes)
     self.reshape = layers.Reshape((base, base, widest))
     for index in range(self.refine_blocks):
       setattr(self, f"refine{index}", layers.Conv2DTranspose(
           widest, self.kernel_size, strides=1, padding="same", use_bias=False,
           name=f"refine{index}"))
-      setattr(self, f"refine{index}_bn", _batch_norm(self.sync_batchnorm, f"refine{index}_bn"))
+      setattr(self, f"refine{index}_bn", _batch_norm(self.sync_batchnorm, f"refine{index}_bn",
+                                                             self.num_classes))
     # Each layer is an attribute of its own: Keras 3 hides layers kept in lists from
     # tf.train.Checkpoint (its tracked lists are not TF trackables), so their variables would
     # silently be missing from checkpoints.
@@ -104,21 +117,30 @@ class Generator(keras.Model):
       setattr(self, f"up{index}", strided_conv.StridedConv2DTranspose(
           block_filters, self.kernel_size, strides=2, padding="same", use_bias=False,
           name=f"up{index}"))
-      setattr(self, f"up{index}_bn", _batch_norm(self.sync_batchnorm, f"up{index}_bn"))
+      setattr(self, f"up{index}_bn", _batch_norm(self.sync_batchnorm, f"up{index}_bn", self.num_classes))
     # The output layer: no BatchNorm, tanh to match data scaled to [-1, 1].
     self.to_image = phase_conv.PhaseConv2DTranspose(channels, self.kernel_size, strides=2,
                                                     padding="same", name="to_image")
 
-  def call(self, latents, training=False):
+  def call(self, latents, labels=None, training=False):
+    if self.num_classes and labels is None:
+      raise ValueError("a class-conditional generator needs labels: generator(latents, "
+                       "labels=labels)")
+
+    def norm(layer, x):
+      if self.num_classes:
+        return layer(x, labels, training=training)
+      return layer(x, training=training)
+
     x = self.project(latents)  # [B, base*base*widest]
-    x = keras.activations.relu(self.project_bn(x, training=training))
+    x = keras.activations.relu(norm(self.project_bn, x))
     x = self.reshape(x)  # [B, base, base, widest]
     for index in range(self.refine_blocks):
-      conv, norm = getattr(self, f"refine{index}"), getattr(self, f"refine{index}_bn")
-      x = keras.activations.relu(norm(conv(x), training=training))  # [B, base, base, widest]
+      conv, bn = getattr(self, f"refine{index}"), getattr(self, f"refine{index}_bn")
+      x = keras.activations.relu(norm(bn, conv(x)))  # [B, base, base, widest]
     for index in range(self.num_up_blocks):
-      conv, norm = getattr(self, f"up{index}"), getattr(self, f"up{index}_bn")
-      x = keras.activations.relu(norm(conv(x), training=training))  # [B, 2h, 2w, c/2]
+      conv, bn = getattr(self, f"up{index}"), getattr(self, f"up{index}_bn")
+      x = keras.activations.relu(norm(bn, conv(x)))  # [B, 2h, 2w, c/2]
     x = self.to_image(x)  # [B, H, W, C]
     # tanh in float32 even under a mixed-precision policy: the output is the image.
     return keras.activations.tanh(keras.ops.cast(x, "float32"))
@@ -127,7 +149,7 @@ class Generator(keras.Model):
     return {"latent_dim": self.latent_dim, "image_shape": list(self.image_shape),
             "filters": self.filters, "sync_batchnorm": self.sync_batchnorm,
             "kernel_size": self.kernel_size, "refine_blocks": self.refine_blocks,
-            "name": self.name}
+            "num_classes": self.num_classes, "name": self.name}
 
 
 @keras.saving.register_keras_serializable(package="tfgan_app")
@@ -198,9 +220,14 @@ class Discriminator(keras.Model):
       x = keras.activations.leaky_relu(x, negative_slope=0.2)
     return self.flatten(x)  # [B, base*base*c]
 
-  def call(self, images, training=False):
-    x = self.minibatch(self.features(images, training=training))  # [B, F (+ kernels)]
+  def head(self, features, training=False):
+    """Logits [B, 1] from `features` [B, F]: minibatch discrimination (if any), then the logit
+    layer."""
+    x = self.minibatch(features)  # [B, F (+ kernels)]
     return keras.ops.cast(self.to_logit(x, training=training), "float32")  # [B, 1]
+
+  def call(self, images, training=False):
+    return self.head(self.features(images, training=training), training=training)
 
   def get_config(self):
     return {"image_shape": list(self.image_shape), "filters": self.filters,

@@ -12,7 +12,8 @@ Same layer otherwise: the same variables (checkpoints load either way), the same
 update with the biased batch variance (the kernel returns the unbiased one, which is converted
 back), the same output in inference. Cases the fused kernel does not cover fall back to Keras:
 inference, synchronized (cross-replica) statistics, renormalization, masks, a channel axis other
-than the last, inputs of rank other than 2 or 4, no scale or no center.
+than the last, inputs of rank other than 2 or 4. Without scale or center (the normalisation of
+`conditional_batchnorm`) the kernel gets gamma = 1 and beta = 0.
 """
 
 import keras
@@ -28,7 +29,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
     rank = len(inputs.shape)
     axis = self.axis if self.axis >= 0 else rank + self.axis
     return bool(training and self.trainable and mask is None and not self.synchronized
-                and not self.renorm and self.scale and self.center and rank in (2, 4)
+                and not self.renorm and rank in (2, 4)
                 and axis == rank - 1)
 
   def call(self, inputs, training=None, mask=None):
@@ -36,8 +37,10 @@ class FusedBatchNormalization(layers.BatchNormalization):
       return super().call(inputs, training=training, mask=mask)
     channels = inputs.shape[-1]
     images = inputs if len(inputs.shape) == 4 else tf.reshape(inputs, [-1, 1, 1, channels])
+    gamma = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones([channels], tf.float32)
+    beta = tf.cast(self.beta, tf.float32) if self.center else tf.zeros([channels], tf.float32)
     outputs, mean, unbiased_variance = tf.compat.v1.nn.fused_batch_norm(
-        images, tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32),
+        images, gamma, beta,
         epsilon=self.epsilon, data_format="NHWC", is_training=True)
     # Keras averages the biased batch variance; the kernel reports the unbiased one, n/(n-1)
     # times it (n values per channel; the kernel leaves n = 1 uncorrected).

@@ -32,19 +32,24 @@ class Generator(keras.Model):
   """Maps latents [B, latent_dim] to examples [B, *output_shape].
 
   Images ([H, W, C]) come out through tanh in [-1, 1]; points ([D]) through a linear layer.
+  Class-conditional (num_classes > 0), called as `generator(latents, labels=labels)`: the
+  first layer sees [z, onehot(y)] (Mirza & Osindero 2014, arXiv:1411.1784), i.e. a learned
+  class embedding (that layer's weights of the one-hot part) added to its pre-activation.
   """
 
   def __init__(self, latent_dim: int, output_shape: Sequence[int],
-               hidden_units: Sequence[int] = (1200, 1200), **kwargs):
+               hidden_units: Sequence[int] = (1200, 1200), num_classes: int = 0, **kwargs):
     """Builds the layers.
 
     Args:
       latent_dim: dimension of z.
       output_shape: [H, W, C] for images, [D] for points.
       hidden_units: width of each hidden ReLU layer, input side first (at least one).
+      num_classes: classes of a class-conditional generator; 0: unconditional.
       **kwargs: keras.Model arguments (name, ...).
     """
     super().__init__(**kwargs)
+    self.num_classes = int(num_classes)
     self.latent_dim = int(latent_dim)
     self.example_shape = tuple(int(d) for d in output_shape)
     self.hidden_units = tuple(int(units) for units in hidden_units)
@@ -60,9 +65,15 @@ class Generator(keras.Model):
     self.to_output = layers.Dense(math.prod(self.example_shape), dtype="float32",
                                   name="to_output")
 
-  def call(self, latents, training=False):
+  def call(self, latents, labels=None, training=False):
     del training  # No dropout or normalisation in G.
     x = latents  # [B, latent_dim]
+    if self.num_classes:
+      if labels is None:
+        raise ValueError("a class-conditional generator needs labels: generator(latents, "
+                         "labels=labels)")
+      onehot = keras.ops.one_hot(keras.ops.cast(labels, "int32"), self.num_classes)
+      x = keras.ops.concatenate([x, keras.ops.cast(onehot, x.dtype)], axis=-1)  # [B, D + K]
     for index in range(self.num_hidden):
       x = keras.activations.relu(getattr(self, f"hidden{index}")(x))  # [B, units]
     x = self.to_output(keras.ops.cast(x, "float32"))  # [B, prod(shape)]
@@ -73,7 +84,8 @@ class Generator(keras.Model):
 
   def get_config(self):
     return {"latent_dim": self.latent_dim, "output_shape": list(self.example_shape),
-            "hidden_units": list(self.hidden_units), "name": self.name}
+            "hidden_units": list(self.hidden_units), "num_classes": self.num_classes,
+            "name": self.name}
 
 
 @keras.saving.register_keras_serializable(package="tfgan_app")
@@ -148,11 +160,15 @@ class Discriminator(keras.Model):
         x = getattr(self, f"dropout{index}")(x, training=training)
     return x  # [B, hidden_units[-1]]
 
-  def call(self, inputs, training=False):
-    x = self.features(inputs, training=training)
-    x = getattr(self, f"dropout{self.num_hidden - 1}")(x, training=training)
+  def head(self, features, training=False):
+    """Logits [B, 1] from `features` [B, F]: the last dropout, minibatch discrimination (if
+    any), then the logit layer."""
+    x = getattr(self, f"dropout{self.num_hidden - 1}")(features, training=training)
     x = self.minibatch(x)  # [B, F (+ kernels)]
     return keras.ops.cast(self.to_logit(x, training=training), "float32")  # [B, 1]
+
+  def call(self, inputs, training=False):
+    return self.head(self.features(inputs, training=training), training=training)
 
   def get_config(self):
     return {"input_shape": list(self.example_shape), "hidden_units": list(self.hidden_units),

@@ -4,6 +4,7 @@ from typing import Sequence, Tuple
 
 import keras
 
+from tfgan_app.models import conditional_discriminator
 from tfgan_app.models import dcgan
 from tfgan_app.models import minibatch_discrimination
 from tfgan_app.models import mlp
@@ -11,6 +12,9 @@ from tfgan_app.models import resnet
 from tfgan_app.models import tf_tutorial
 
 GAN_ARCHITECTURES = ("dcgan", "mlp", "resnet", "tf_tutorial")
+# Architectures with a class-conditional generator (class-conditional BatchNorm in dcgan, the
+# label joined to z in mlp) and a discriminator with `features` and `head`.
+CONDITIONAL_ARCHITECTURES = ("dcgan", "mlp")
 # Not a GAN: the maximum-likelihood baseline, a Gaussian mixture (models/gmm.py) fitted by
 # tfgan_app/maximum_likelihood.py.
 GMM = "gmm"
@@ -48,6 +52,14 @@ def check_example_shape(architecture: str, example_shape: Sequence[int]) -> None
     resnet.check_shape(shape)
 
 
+def check_conditional(architecture: str, conditioning: str) -> None:
+  """Raises ValueError when `architecture` has no class-conditional models."""
+  if conditioning != "none" and architecture not in CONDITIONAL_ARCHITECTURES:
+    raise ValueError(f"--conditioning={conditioning} needs a class-conditional architecture: "
+                     f"--architecture={' or '.join(CONDITIONAL_ARCHITECTURES)}, got "
+                     f"{architecture}")
+
+
 def check_options(architecture: str, g_refine_blocks: int = 0,
                   minibatch_kernels: int = 0) -> None:
   """Raises ValueError when an option names layers that `architecture` does not have.
@@ -72,18 +84,25 @@ def check_options(architecture: str, g_refine_blocks: int = 0,
 def build_generator(architecture: str, latent_dim: int, image_shape: Sequence[int],
                     filters: int, sync_batchnorm: bool = False, name: str = "generator",
                     kernel_size: int = 4, refine_blocks: int = 0,
-                    hidden_units: Sequence[int] = (1200, 1200)) -> keras.Model:
+                    hidden_units: Sequence[int] = (1200, 1200),
+                    num_classes: int = 0) -> keras.Model:
   """A built generator mapping [B, latent_dim] to [B, *image_shape].
 
   Images come out in [-1, 1]. `image_shape` is the example shape: [H, W, C], or [D] for the
   points of a toy distribution (mlp only). `filters`, `sync_batchnorm`, `kernel_size` and
   `refine_blocks` apply to dcgan, `hidden_units` to mlp; resnet takes `filters` (the width of
   every block) and `sync_batchnorm`, and has SNGAN's 3x3 kernels whatever `kernel_size`.
+  `num_classes` > 0: class-conditional, called as `generator(latents, labels=labels)` with
+  labels int32 [B] (CONDITIONAL_ARCHITECTURES).
   """
   check_example_shape(architecture, image_shape)
   check_options(architecture, g_refine_blocks=refine_blocks)
+  if num_classes and architecture not in CONDITIONAL_ARCHITECTURES:
+    raise ValueError(f"--architecture={architecture} has no class-conditional generator; "
+                     f"accepted: {', '.join(CONDITIONAL_ARCHITECTURES)}")
   if architecture == "mlp":
-    generator = mlp.Generator(latent_dim, image_shape, hidden_units=hidden_units, name=name)
+    generator = mlp.Generator(latent_dim, image_shape, hidden_units=hidden_units,
+                              num_classes=num_classes, name=name)
   elif architecture == "resnet":
     generator = resnet.Generator(latent_dim, image_shape, filters=filters,
                                  sync_batchnorm=sync_batchnorm, name=name)
@@ -94,8 +113,11 @@ def build_generator(architecture: str, latent_dim: int, image_shape: Sequence[in
   else:
     generator = dcgan.Generator(latent_dim, image_shape, filters=filters,
                                 sync_batchnorm=sync_batchnorm, kernel_size=kernel_size,
-                                refine_blocks=refine_blocks, name=name)
-  generator(keras.ops.zeros((1, latent_dim)))
+                                refine_blocks=refine_blocks, num_classes=num_classes, name=name)
+  if num_classes:
+    generator(keras.ops.zeros((1, latent_dim)), labels=keras.ops.zeros((1,), "int32"))
+  else:
+    generator(keras.ops.zeros((1, latent_dim)))
   return generator
 
 
@@ -104,7 +126,8 @@ def build_discriminator(architecture: str, image_shape: Sequence[int], filters: 
                         minibatch_kernels: int = 0,
                         minibatch_kernel_dim: int = minibatch_discrimination.DEFAULT_KERNEL_DIM,
                         hidden_units: Sequence[int] = (240, 240), dropout: float = 0.5,
-                        spectral_norm: bool = False) -> keras.Model:
+                        spectral_norm: bool = False, conditioning: str = "none",
+                        num_classes: int = 0) -> keras.Model:
   """A built discriminator mapping [B, *image_shape] to logits [B, 1].
 
   It also has `features(images, training)` -> [B, F], its last hidden layer (feature
@@ -112,9 +135,11 @@ def build_discriminator(architecture: str, image_shape: Sequence[int], filters: 
   `filters`, `sync_batchnorm` and `kernel_size` apply to dcgan, `hidden_units` and `dropout`
   to mlp; resnet takes `filters` (the width of every block) and has no BatchNorm in D.
   `spectral_norm` normalises D's layers (models/spectral_norm.py; dcgan's D then has no
-  BatchNorm).
+  BatchNorm). `conditioning` projection or acgan (with `num_classes` > 0) wraps it in a
+  `conditional_discriminator.ConditionalDiscriminator`, called with `labels=`.
   """
   check_example_shape(architecture, image_shape)
+  check_conditional(architecture, conditioning)
   check_options(architecture, minibatch_kernels=minibatch_kernels)
   if architecture == "tf_tutorial":
     discriminator = tf_tutorial.Discriminator(image_shape, filters=filters,
@@ -136,6 +161,11 @@ def build_discriminator(architecture: str, image_shape: Sequence[int], filters: 
                                         minibatch_kernel_dim=minibatch_kernel_dim,
                                         spectral_norm=spectral_norm, name="discriminator")
   discriminator(keras.ops.zeros((1, *image_shape)))
+  if conditioning != "none":
+    feature_dim = int(discriminator.features(keras.ops.zeros((1, *image_shape))).shape[-1])
+    discriminator = conditional_discriminator.ConditionalDiscriminator(
+        discriminator, conditioning, num_classes, feature_dim, name="conditional_discriminator")
+    discriminator(keras.ops.zeros((1, *image_shape)), labels=keras.ops.zeros((1,), "int32"))
   return discriminator
 
 
@@ -144,13 +174,18 @@ def build_models(architecture: str, latent_dim: int, image_shape: Sequence[int],
                  kernel_size: int = 4, g_refine_blocks: int = 0, minibatch_kernels: int = 0,
                  minibatch_kernel_dim: int = minibatch_discrimination.DEFAULT_KERNEL_DIM,
                  g_units: Sequence[int] = (1200, 1200), d_units: Sequence[int] = (240, 240),
-                 d_dropout: float = 0.5,
-                 spectral_norm: bool = False) -> Tuple[keras.Model, keras.Model]:
-  """Returns (generator, discriminator), built for examples of `image_shape`."""
+                 d_dropout: float = 0.5, spectral_norm: bool = False,
+                 conditioning: str = "none",
+                 num_classes: int = 0) -> Tuple[keras.Model, keras.Model]:
+  """Returns (generator, discriminator), built for examples of `image_shape`; both
+  class-conditional when `conditioning` is not none (`num_classes` classes)."""
+  check_conditional(architecture, conditioning)
+  g_classes = num_classes if conditioning != "none" else 0
   return (build_generator(architecture, latent_dim, image_shape, g_filters, sync_batchnorm,
                           kernel_size=kernel_size, refine_blocks=g_refine_blocks,
-                          hidden_units=g_units),
+                          hidden_units=g_units, num_classes=g_classes),
           build_discriminator(architecture, image_shape, d_filters, sync_batchnorm,
                               kernel_size=kernel_size, minibatch_kernels=minibatch_kernels,
                               minibatch_kernel_dim=minibatch_kernel_dim, hidden_units=d_units,
-                              dropout=d_dropout, spectral_norm=spectral_norm))
+                              dropout=d_dropout, spectral_norm=spectral_norm,
+                              conditioning=conditioning, num_classes=g_classes))

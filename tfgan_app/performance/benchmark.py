@@ -122,7 +122,8 @@ def _our_loop(config, info, policy: str):
                                  seed=config.seed, data_dir=config.data_dir, cache=config.cache,
                                  shuffle_buffer=config.shuffle_buffer,
                                  random_flip=config.random_flip,
-                                 cache_dir=data.cache_dir(config.workdir))
+                                 cache_dir=data.cache_dir(config.workdir),
+                                 labels=config.conditioning != "none")
   iterator = iter(strategy.experimental_distribute_dataset(dataset))
   model.make_train_function()
   train_function = model.train_function
@@ -144,7 +145,8 @@ def _baseline_loop(config, info):
                                  data_dir=config.data_dir, cache=config.cache,
                                  shuffle_buffer=config.shuffle_buffer,
                                  random_flip=config.random_flip,
-                                 cache_dir=data.cache_dir(config.workdir))
+                                 cache_dir=data.cache_dir(config.workdir),
+                                 labels=config.conditioning != "none")
   iterator = iter(dataset)
 
   def run(steps: int) -> None:
@@ -199,12 +201,15 @@ def run_benchmark(config: config_lib.TrainConfig, options: Options,
     info = data.prepare(config.dataset, config.split, config.data_dir, config.image_size,
                         download=config.download, resize=config.resize,
                         channels=config.channels, cache=config.cache,
-                        cache_dir=data.cache_dir(config.workdir))
+                        cache_dir=data.cache_dir(config.workdir),
+                        labels=config.conditioning != "none")
     models.check_example_shape(config.architecture, info.example_shape)
     models.check_options(
         config.architecture, g_refine_blocks=config.g_refine_blocks,
         minibatch_kernels=config.minibatch_kernels if config.minibatch_discrimination else 0)
     _check_baseline(options, info.example_shape)
+    if config.conditioning != "none":  # The classes come from the data, as in training.
+      config = config.with_updates(num_classes=len(info.class_names))
   except (ValueError, ConfigError) as error:
     raise BenchmarkError(str(error)) from error
   keras.utils.set_random_seed(config.seed)

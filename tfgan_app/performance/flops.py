@@ -100,13 +100,16 @@ def _graph_ops(graph):
 def model_flops(model: keras.Model, input_shape: Sequence[int]) -> ModelFlops:
   """Forward FLOPs per example of `model` on inputs of `input_shape` (without the batch axis).
 
-  The model is traced (not run) on a batch of one in training mode.
+  The model is traced (not run) on a batch of one in training mode; a class-conditional one
+  (`num_classes` > 0) with a label.
   """
   spec = tf.TensorSpec([1, *input_shape], tf.float32)
+  labels = {"labels": tf.zeros([1], tf.int32)} if getattr(model, "num_classes", 0) else {}
   # The nominal convolutions, not their phase rearrangement; no power iteration (O(weights) per
   # batch, like Adam).
   with phase_conv.keras_ops(), spectral_norm.raw_kernels():
-    graph = tf.function(lambda x: model(x, training=True)).get_concrete_function(spec).graph
+    graph = tf.function(lambda x: model(x, training=True, **labels)).get_concrete_function(
+        spec).graph
   per_layer = [flops for flops in (_op_flops(op) for op in _graph_ops(graph)) if flops]
   if not per_layer:
     raise ValueError(f"model {model.name} has no dense or convolution layer to count")

@@ -10,7 +10,7 @@ import math
 import os
 import sys
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import keras
 import numpy as np
@@ -119,22 +119,50 @@ class MetricsLogger(periodic.PeriodicCallback):
     self._window_start_step = step
 
 
+# Rows of a class-conditional sample grid: one per class up to this many.
+MAX_CLASS_ROWS = 16
+
+
+def class_rows(num_classes: int, num_images: int) -> Tuple[np.ndarray, int]:
+  """(classes int [rows], columns) of a class-conditional sample grid of about `num_images`.
+
+  One row per class, in class order, with ceil(num_images / rows) columns (at least 1). More
+  than MAX_CLASS_ROWS classes (CIFAR-100, ImageNet) would make rows of one or two images, so
+  then MAX_CLASS_ROWS classes spread evenly over [0, num_classes) get a row: 0, ..., K - 1
+  included.
+  """
+  if num_classes <= MAX_CLASS_ROWS:
+    classes = np.arange(num_classes)
+  else:
+    classes = np.round(np.linspace(0, num_classes - 1, MAX_CLASS_ROWS)).astype(np.int64)
+  return classes, max(1, math.ceil(num_images / len(classes)))
+
+
 class SampleGrid(periodic.PeriodicCallback):
   """Every `sample_every` steps and at the end, a grid of G(fixed latents) to PNG and TensorBoard.
 
-  The latents are fixed for the whole run, so the grids show one set of samples evolving.
+  The latents are fixed for the whole run, so the grids show one set of samples evolving. A
+  class-conditional generator gets fixed `labels` too; the loop lays them out one class per
+  row of `columns` images with the same latents in every row (`class_rows`).
   """
 
-  def __init__(self, writer, sample_dir: str, latents: tf.Tensor, sample_every: int):
+  def __init__(self, writer, sample_dir: str, latents: tf.Tensor, sample_every: int,
+               labels: Optional[tf.Tensor] = None, columns: int = 0):
     super().__init__(sample_every)
     self._writer = writer
     self._sample_dir = sample_dir
     self._latents = latents
+    self._labels = labels
+    self._columns = columns
 
   def write(self, step: int) -> str:
     """Renders the grid for `step`; returns the PNG path."""
-    generated = export.to_uint8(self.model.sampling_generator(self._latents, training=False)).numpy()
-    tiled = images_lib.grid(generated)
+    generator = self.model.sampling_generator
+    if self._labels is None:
+      generated = generator(self._latents, training=False)
+    else:
+      generated = generator(self._latents, labels=self._labels, training=False)
+    tiled = images_lib.grid(export.to_uint8(generated).numpy(), self._columns)
     path = os.path.join(self._sample_dir, f"step_{step:07d}.png")
     images_lib.write_png(path, tiled)
     with self._writer.as_default(step=step):

@@ -16,6 +16,7 @@ from tfgan_app.common import cli
 from tfgan_app.common import config as config_lib
 from tfgan_app.data import preprocess
 from tfgan_app.evaluation import metrics
+from tfgan_app.gan import conditioning
 from tfgan_app.gan import diffaugment
 from tfgan_app.gan import model as gan
 from tfgan_app.hardware import distribute
@@ -186,6 +187,20 @@ flags.DEFINE_integer("minibatch_kernels", _DEFAULTS.minibatch_kernels,
 flags.DEFINE_integer("minibatch_kernel_dim", _DEFAULTS.minibatch_kernel_dim,
                      "Minibatch discrimination: dimension C of the space in which each kernel "
                      "measures L1 distances between images.")
+flags.DEFINE_enum("conditioning", _DEFAULTS.conditioning, list(conditioning.CONDITIONINGS),
+                  "Class-conditional GAN trained on the dataset's labels (README, Conditional "
+                  "GANs): none; projection (G with class-conditional BatchNorm, or [z, onehot(y)] "
+                  "for mlp; D's logit adds <embed(y), features(x)>, Miyato & Koyama 2018); acgan "
+                  "(the same G; D also predicts the class, Odena et al. 2017). dcgan and mlp; "
+                  "needs labelled data (TFDS with a 'label' feature, or class subfolders).")
+flags.DEFINE_float("acgan_weight", _DEFAULTS.acgan_weight,
+                   "--conditioning=acgan: weight w of the classification cross-entropy added to "
+                   "both players' losses (on real and generated images for D, generated for G).",
+                   lower_bound=0.0)
+flags.DEFINE_integer("num_classes", _DEFAULTS.num_classes,
+                     "Classes of a conditional run. 0 (the default): the dataset's; another "
+                     "value must equal it (recorded in flags.cfg so that a run rebuilds).",
+                     lower_bound=0)
 # Objective and optimisation.
 flags.DEFINE_integer("d_steps", _DEFAULTS.d_steps,
                      "k: discriminator updates per generator update (Goodfellow et al. 2014).")

@@ -125,7 +125,8 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
     info = data.prepare(config.dataset, config.split, config.data_dir, config.image_size,
                         download=config.download, resize=config.resize,
                         channels=config.channels, cache=config.cache,
-                        cache_dir=data.cache_dir(config.workdir))
+                        cache_dir=data.cache_dir(config.workdir),
+                        labels=config.conditioning != "none")
     models.check_example_shape(config.architecture, info.example_shape)
     models.check_options(
         config.architecture, g_refine_blocks=config.g_refine_blocks,
@@ -230,6 +231,15 @@ def _callbacks(manager, config, info, output_dir, stopper, writer, images_per_st
         config.sample_every,
         metrics_file=os.path.join(output_dir, eval_protocol.METRICS_FILE),
         seed=config.seed, d_batch_size=config.batch_size)
+  elif config.num_classes and config.conditioning != "none":
+    # One row per class (callbacks.class_rows), the same latents in every row.
+    classes, columns = callbacks_lib.class_rows(config.num_classes, config.num_sample_images)
+    row_latents = tf.random.stateless_normal([columns, config.latent_dim],
+                                             seed=[config.seed, _SAMPLE_LATENTS])
+    samples_callback = callbacks_lib.SampleGrid(
+        writer, os.path.join(output_dir, SAMPLE_DIR), tf.tile(row_latents, [len(classes), 1]),
+        config.sample_every, labels=tf.constant(classes.repeat(columns), tf.int32),
+        columns=columns)
   else:
     sample_latents = tf.random.stateless_normal(
         [config.num_sample_images, config.latent_dim], seed=[config.seed, _SAMPLE_LATENTS])

@@ -9,10 +9,12 @@ from typing import Callable, Protocol
 import numpy as np
 
 from tfgan_app.data import datasets as data
+from tfgan_app.gan import conditioning
 from tfgan_app.gan import model as gan_lib
 from tfgan_app.gan import objectives
 from tfgan_app.mixture import maximum_likelihood
 from tfgan_app.models import gmm as gmm_lib
+from tfgan_app.models import registry as models
 from tfgan_app.runs import families
 from tfgan_app.runs.workdir import ConfigError
 
@@ -44,19 +46,31 @@ class GanTrainer:
   def check(self, config) -> None:
     gan_lib.check_update(config.update, config.d_steps, config.g_objective)
     objectives.get(config.loss, config.label_smoothing)
+    conditioning.check(config.conditioning, update=config.update,
+                       g_objective=config.g_objective, gradient_penalty=config.gradient_penalty,
+                       acgan_weight=config.acgan_weight)
+    models.check_conditional(config.architecture, config.conditioning)
 
   def adapt_to_data(self, config, info):
     if config.diffaugment and data.is_point_dataset(info):
       raise ConfigError(f"--diffaugment={config.diffaugment} transforms images; "
                         f"{config.dataset!r} is a toy distribution of points: drop --diffaugment")
-    return config
+    if config.conditioning == conditioning.NONE:
+      return config
+    # A conditional run was prepared with labels (data.prepare), so the classes are known.
+    classes = len(info.class_names)
+    if config.num_classes and config.num_classes != classes:
+      raise ConfigError(f"--num_classes={config.num_classes} but {config.dataset!r} has "
+                        f"{classes} classes; drop --num_classes (it is taken from the data)")
+    return config.with_updates(num_classes=classes)
 
   def fit(self, model, config, info, start_step, make_callbacks, show_bar) -> dict:
     dataset = data.training_stream(
         info, config.batch_size, d_steps=config.d_steps, seed=config.seed,
         start_step=start_step, data_dir=config.data_dir, cache=config.cache,
         shuffle_buffer=config.shuffle_buffer, random_flip=config.random_flip,
-        cache_dir=data.cache_dir(config.workdir))
+        cache_dir=data.cache_dir(config.workdir),
+        labels=config.conditioning != conditioning.NONE)
     history = model.fit(
         dataset,
         epochs=1,
@@ -73,6 +87,9 @@ class MixtureTrainer:
   family = families.MIXTURE
 
   def check(self, config) -> None:
+    if config.conditioning != conditioning.NONE:
+      raise ConfigError(f"--conditioning={config.conditioning} applies to GANs; --architecture="
+                        "gmm fits one unconditional mixture: drop --conditioning")
     if config.strategy not in ("auto", "default"):
       raise ConfigError(f"--architecture=gmm fits on one device (EM over the whole split); "
                         f"--strategy={config.strategy} is not supported, use auto or default")
