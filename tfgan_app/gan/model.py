@@ -126,8 +126,9 @@ class GAN(keras.Model):
       augment: differentiable augmentation of every image D sees (`gan.diffaugment`).
 
     Raises:
-      ValueError: an unknown update or g_objective, or `simultaneous` with d_steps != 1 or
-        feature matching.
+      ValueError: an unknown update or g_objective, `simultaneous` with d_steps != 1 or
+        feature matching, or lazy R1 that the strategy's replicas cannot run
+        (`DiscriminatorPenalties.check_discriminator`).
     """
     check_update(update, d_steps, g_objective)
     super().__init__(**kwargs)
@@ -141,6 +142,8 @@ class GAN(keras.Model):
     self.d_steps = int(d_steps)
     self.loss_kind = loss
     self.objective = objectives.get(loss, label_smoothing)
+    penalties.check_discriminator(discriminator,
+                                  tf.distribute.get_strategy().num_replicas_in_sync)
     self.penalties = penalties
     self.augment = augment
     # The last R1 value, logged by the discriminator updates that lazy R1 skips; not
