@@ -163,6 +163,32 @@ np.testing.assert_allclose(total_sum, one_total.numpy(), rtol=1e-5)
 for name in ("gradient_penalty", "r1_penalty"):
   for value in strategy.experimental_local_results(logs[name]):
     np.testing.assert_allclose(value.numpy(), one_logs[name].numpy(), rtol=1e-5)
+
+# Lazy R1 traced as Keras traces train_step (strategy.run in a tf.function): its condition holds
+# no cross-replica call. Update 0 computes it (times N), update 1 skips it and logs the record.
+lazy = penalties.DiscriminatorPenalties(r1_gamma=1.5, r1_every=2)
+@tf.function
+def lazy_step(update):
+  def replica(local_real, local_fake):
+    with tf.GradientTape() as tape:
+      total, logs = lazy(critic, local_real, local_fake, seed=5, update_index=update,
+                         global_batch_size=8, r1_record=record)
+    return tape.gradient(total, weights), total, logs["r1_penalty"]
+  grads, totals, logged = strategy.run(replica, args=(shard(real), shard(fake)))
+  return (strategy.reduce(tf.distribute.ReduceOp.SUM, grads, axis=None),
+          strategy.reduce(tf.distribute.ReduceOp.SUM, totals, axis=None),
+          strategy.experimental_local_results(logged))
+only_r1 = penalties.DiscriminatorPenalties(r1_gamma=3.0)
+with tf.GradientTape() as tape:
+  r1_total, r1_logs = only_r1(critic, tf.constant(real), tf.constant(fake), seed=5,
+                              update_index=0, global_batch_size=8, r1_record=record)
+r1_grad = tape.gradient(r1_total, weights)
+for update, scale in ((0, 1.0), (1, 0.0)):
+  grads, total, logged = lazy_step(tf.constant(update))
+  np.testing.assert_allclose(grads.numpy(), scale * r1_grad.numpy(), rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(total.numpy(), scale * r1_total.numpy(), rtol=1e-5, atol=1e-7)
+  for value in logged:
+    np.testing.assert_allclose(value.numpy(), r1_logs["r1_penalty"].numpy(), rtol=1e-5)
 print("ok")
 """
   run_script_ok(script)
