@@ -1,7 +1,8 @@
 """D's gradient penalties (gan/penalties.py): WGAN-GP and R1 against closed forms, eps per
-example and uniform, lazy R1, the loss-scaled inner gradient of mixed_float16, and the GAN
-training with them."""
+example and uniform, lazy R1, the loss-scaled inner gradient of mixed_float16, the GAN
+training with them, exact resume, and lazy R1's refusal of D's cross-replica BatchNorm."""
 
+import os
 
 import keras
 import numpy as np
@@ -10,7 +11,9 @@ import tensorflow as tf
 
 from tfgan_app.gan import build as gan_build
 from tfgan_app.gan import penalties
-from conftest import run_script_ok, tiny_config
+from tfgan_app.runs import workdir as workdir_lib
+from tfgan_app.training import loop as train
+from conftest import checkpoint_values, run_script_ok, tiny_config
 
 
 class Linear(keras.Model):
@@ -160,6 +163,32 @@ np.testing.assert_allclose(total_sum, one_total.numpy(), rtol=1e-5)
 for name in ("gradient_penalty", "r1_penalty"):
   for value in strategy.experimental_local_results(logs[name]):
     np.testing.assert_allclose(value.numpy(), one_logs[name].numpy(), rtol=1e-5)
+
+# Lazy R1 traced as Keras traces train_step (strategy.run in a tf.function): its condition holds
+# no cross-replica call. Update 0 computes it (times N), update 1 skips it and logs the record.
+lazy = penalties.DiscriminatorPenalties(r1_gamma=1.5, r1_every=2)
+@tf.function
+def lazy_step(update):
+  def replica(local_real, local_fake):
+    with tf.GradientTape() as tape:
+      total, logs = lazy(critic, local_real, local_fake, seed=5, update_index=update,
+                         global_batch_size=8, r1_record=record)
+    return tape.gradient(total, weights), total, logs["r1_penalty"]
+  grads, totals, logged = strategy.run(replica, args=(shard(real), shard(fake)))
+  return (strategy.reduce(tf.distribute.ReduceOp.SUM, grads, axis=None),
+          strategy.reduce(tf.distribute.ReduceOp.SUM, totals, axis=None),
+          strategy.experimental_local_results(logged))
+only_r1 = penalties.DiscriminatorPenalties(r1_gamma=3.0)
+with tf.GradientTape() as tape:
+  r1_total, r1_logs = only_r1(critic, tf.constant(real), tf.constant(fake), seed=5,
+                              update_index=0, global_batch_size=8, r1_record=record)
+r1_grad = tape.gradient(r1_total, weights)
+for update, scale in ((0, 1.0), (1, 0.0)):
+  grads, total, logged = lazy_step(tf.constant(update))
+  np.testing.assert_allclose(grads.numpy(), scale * r1_grad.numpy(), rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(total.numpy(), scale * r1_total.numpy(), rtol=1e-5, atol=1e-7)
+  for value in logged:
+    np.testing.assert_allclose(value.numpy(), r1_logs["r1_penalty"].numpy(), rtol=1e-5)
 print("ok")
 """
   run_script_ok(script)
@@ -182,3 +211,35 @@ def test_penalties_under_mixed_precision_match_float32(tmp_path, policy):
   # float16 runs through the loss-scaled inner gradient (LossScaleOptimizer's scale).
   for key in ("gradient_penalty", "r1_penalty"):
     assert logged[policy][key] == pytest.approx(logged["float32"][key], rel=0.05), key
+
+
+def test_resume_with_both_penalties_and_lazy_r1_is_exact(tmp_path, data_dir):
+  # Lazy R1 on updates 0 and 3: the resumed half skips update 2 and computes update 3, from
+  # the step alone (eps and the lazy schedule are functions of the update's number).
+  straight = tiny_config(tmp_path / "straight", data_dir, loss="wasserstein",
+                         gradient_penalty=10.0, r1_gamma=1.0, r1_every=3, export=False)
+  train.train_and_export(straight)
+  interrupted = straight.with_updates(workdir=str(tmp_path / "resumed"), train_steps=2)
+  assert train.train_and_export(interrupted).step == 2
+  assert train.train_and_export(interrupted.with_updates(train_steps=4)).step == 4
+  path = lambda config: tf.train.latest_checkpoint(
+      os.path.join(config.workdir, workdir_lib.CHECKPOINT_DIR))
+  expected, got = checkpoint_values(path(straight)), checkpoint_values(path(interrupted))
+  assert set(expected) == set(got) and any("_trainable_variables" in name for name in got)
+  for name in expected:
+    np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
+def test_lazy_r1_refuses_a_discriminator_that_synchronises_replicas(tmp_path):
+  # Its cross-replica BatchNorm would run inside the lazy update's condition, which
+  # MirroredStrategy cannot trace (merge_call inside control flow).
+  config = tiny_config(tmp_path, None, sync_batchnorm=True)
+  discriminator = gan_build.build_gan(config, (28, 28, 1)).discriminator
+  lazy = penalties.DiscriminatorPenalties(r1_gamma=1.0, r1_every=2)
+  with pytest.raises(ValueError, match=r"--r1_every=2 under 2 replicas needs a discriminator "
+                                       r"without cross-replica BatchNorm \(down1_bn of"):
+    lazy.check_discriminator(discriminator, replicas=2)
+  lazy.check_discriminator(discriminator, replicas=1)
+  penalties.DiscriminatorPenalties(r1_gamma=1.0).check_discriminator(discriminator, replicas=2)
+  spectral = gan_build.build_gan(config.with_updates(spectral_norm=True), (28, 28, 1))
+  lazy.check_discriminator(spectral.discriminator, replicas=2)

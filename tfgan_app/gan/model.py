@@ -89,8 +89,9 @@ class GAN(keras.Model):
       acgan_weight: w of the acgan classification loss.
 
     Raises:
-      ValueError: an unknown update or g_objective, or `simultaneous` with d_steps != 1 or
-        feature matching; a conditioning that cannot train with these settings.
+      ValueError: an unknown update or g_objective, `simultaneous` with d_steps != 1 or
+        feature matching, a conditioning that cannot train with these settings, or lazy R1
+        that the strategy's replicas cannot run (`DiscriminatorPenalties.check_discriminator`).
     """
     check_update(update, d_steps, g_objective)
     conditioning_lib.check(conditioning, update=update, g_objective=g_objective,
@@ -107,6 +108,8 @@ class GAN(keras.Model):
     self.d_steps = int(d_steps)
     self.loss_kind = loss
     self.objective = objectives.get(loss, label_smoothing)
+    penalties.check_discriminator(discriminator,
+                                  tf.distribute.get_strategy().num_replicas_in_sync)
     self.penalties = penalties
     self.augment = augment
     self.conditioning = conditioning

@@ -82,6 +82,13 @@ def is_lazy_step(update_index, every: int) -> tf.Tensor:
   return tf.equal(tf.math.floormod(tf.cast(update_index, tf.int64), every), 0)
 
 
+def _layers(layer):
+  """`layer` and every layer inside it, depth first."""
+  yield layer
+  for child in getattr(layer, "layers", ()):
+    yield from _layers(child)
+
+
 @dataclasses.dataclass(frozen=True)
 class DiscriminatorPenalties:
   """The penalties a run adds to D's loss: `gradient_penalty` (lambda of WGAN-GP) and
@@ -92,6 +99,20 @@ class DiscriminatorPenalties:
 
   def __bool__(self):
     return bool(self.gradient_penalty or self.r1_gamma)
+
+  def check_discriminator(self, discriminator, replicas: int) -> None:
+    """Raises ValueError where lazy R1 cannot run: under several replicas, with a
+    discriminator whose forward pass synchronises them (synchronised BatchNorm), since the
+    lazy update's condition cannot hold a cross-replica call (see `__call__`)."""
+    if not (self.r1_gamma and self.r1_every > 1 and replicas > 1):
+      return
+    synchronized = [layer.name for layer in _layers(discriminator)
+                    if getattr(layer, "synchronized", False)]
+    if synchronized:
+      raise ValueError(
+          f"--r1_every={self.r1_every} under {replicas} replicas needs a discriminator without "
+          f"cross-replica BatchNorm ({', '.join(synchronized)} of --sync_batchnorm): use "
+          "--r1_every=1, --spectral_norm (no BatchNorm in D) or no --sync_batchnorm")
 
   def __call__(self, discriminator, real_images, fake_images, *, seed, update_index,
                global_batch_size, r1_record, loss_scale=None):
@@ -114,16 +135,21 @@ class DiscriminatorPenalties:
       logs["gradient_penalty"] = losses.global_mean(tf.reduce_sum(per_example),
                                                     tf.size(per_example))
     if self.r1_gamma:
-      def r1():
-        per_example = r1_penalty_per_example(discriminator, real_images, loss_scale)
-        logged = losses.global_mean(tf.reduce_sum(per_example), tf.size(per_example))
-        r1_record.assign(logged)
-        return losses.global_batch_mean(per_example, global_batch_size), logged
+      r1 = lambda: r1_penalty_per_example(discriminator, real_images, loss_scale)
       if self.r1_every == 1:
-        term, logged = r1()
-      else:  # Lazy: the other updates skip the double backpropagation altogether.
-        term, logged = tf.cond(is_lazy_step(update_index, self.r1_every), r1,
-                               lambda: (tf.zeros([]), tf.identity(r1_record)))
-      total += self.r1_gamma / 2.0 * self.r1_every * term
+        per_example, due = r1(), None
+      else:
+        # Lazy: the other updates skip the double backpropagation altogether. Only this
+        # replica's own computation runs inside the condition: a cross-replica call there
+        # (all-reduce, an assignment to a mirrored variable) is a merge_call, which
+        # MirroredStrategy cannot trace inside control flow.
+        due = is_lazy_step(update_index, self.r1_every)
+        per_example = tf.cond(due, r1, lambda: tf.zeros([local_batch]))
+      # All-reduces two floats on every update, the skipped ones too (their zeros unused).
+      computed = losses.global_mean(tf.reduce_sum(per_example), tf.size(per_example))
+      logged = computed if due is None else tf.where(due, computed, r1_record)
+      r1_record.assign(logged)
+      total += (self.r1_gamma / 2.0 * self.r1_every
+                * losses.global_batch_mean(per_example, global_batch_size))
       logs["r1_penalty"] = logged
     return total, logs

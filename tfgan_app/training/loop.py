@@ -144,7 +144,10 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
   _configure_determinism(config)
   keras.mixed_precision.set_global_policy(resolution.policy)
   with strategy.scope():
-    model = trainer.family.build(config, info.example_shape, resolution.policy)
+    try:
+      model = trainer.family.build(config, info.example_shape, resolution.policy)
+    except ValueError as error:  # Options the built models or the strategy cannot run.
+      raise ConfigError(str(error)) from error
   chief = distribute.is_chief(strategy)
   # Only the chief owns the workdir; other workers write to temporary directories.
   lock = workdir_lock.WorkdirLock(config.workdir) if chief else contextlib.nullcontext()
