@@ -1,6 +1,7 @@
 """SNGAN's ResNet generator and discriminator (models/resnet.py): shapes, structure, skip
-connections, refusals, FLOPs by hand, and a tiny colour run through the train command with
-its export and exact resume (serving does not depend on the architecture: colour_test)."""
+connections, refusals, FLOPs by hand, a tiny colour run through the train command with its
+export and exact resume (serving does not depend on the architecture: colour_test), and the
+class-conditional G and projection D with a tiny conditional run and its labelled export."""
 
 import os
 import subprocess
@@ -11,9 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfgan_app.exporting import contract
 from tfgan_app.exporting import saved_model as export
 from tfgan_app.models import registry as models
 from tfgan_app.models import resnet
+from tfgan_app.models import spectral_norm
 from tfgan_app.performance import flops
 from tfgan_app.runs import workdir as workdir_lib
 from tfgan_app.runs.workdir import ConfigError
@@ -259,3 +262,62 @@ def test_resume_reaches_the_weights_of_an_uninterrupted_run(tmp_path, colour_fol
   assert any("block2_bn2/moving_mean" in name for name in got)
   for name in expected:
     np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
+def test_conditional_generator_has_class_tables_and_follows_the_label():
+  keras.utils.set_random_seed(0)
+  generator = models.build_generator("resnet", LATENT_DIM, (32, 32, 3), 4, num_classes=3)
+  assert generator.num_classes == 3 and generator.get_config()["num_classes"] == 3
+  # Every BatchNorm of G (two per up block, the output one) has [classes, g] scale and shift.
+  tables = {v.path: v.shape for v in generator.variables if v.path.endswith(("gamma", "beta"))}
+  names = [f"block{i}_bn{j}" for i in range(3) for j in (1, 2)] + ["output_bn"]
+  assert sorted(tables) == sorted(f"generator/{n}/{p}" for n in names for p in ("gamma", "beta"))
+  assert set(tables.values()) == {(3, 4)}
+  for layer_name in names:  # Different tables per class (they start equal at 1 and 0).
+    layer = getattr(generator, layer_name)
+    layer.gamma.assign(tf.random.stateless_normal([3, 4], seed=[1, len(layer_name)]) + 1.0)
+    layer.beta.assign(tf.random.stateless_normal([3, 4], seed=[2, len(layer_name)]))
+  latents = tf.random.stateless_normal([2, LATENT_DIM], seed=[1, 2])
+  images = [generator(latents, labels=tf.fill([2], y), training=False).numpy() for y in range(3)]
+  assert images[0].shape == (2, 32, 32, 3) and np.abs(images[0]).max() <= 1.0
+  assert not np.allclose(images[0], images[1]) and not np.allclose(images[1], images[2])
+  with pytest.raises(ValueError, match="needs labels"):
+    generator(latents, training=False)
+  # Unconditional: plain BatchNorm with [g] scale and shift, no labels, nothing renamed.
+  plain = models.build_generator("resnet", LATENT_DIM, (32, 32, 3), 4)
+  assert plain.num_classes == 0 and plain.block0_bn1.gamma.shape == (4,)
+
+
+def test_projection_discriminator_with_spectral_norm_is_head_plus_projection():
+  d = models.build_discriminator("resnet", (32, 32, 3), 4, spectral_norm=True,
+                                 conditioning="projection", num_classes=3)
+  base = d.base
+  assert type(base.to_logit).__name__ == "SpectralDense"
+  images = tf.random.stateless_uniform([4, 32, 32, 3], seed=[3, 4], minval=-1, maxval=1)
+  labels = np.array([0, 2, 1, 2], np.int32)
+  phi = base.features(images).numpy()  # [4, 4]
+  # The logit layer by hand: W / sigma(W) from the stored power-iteration vector, plus bias.
+  kernel, _, _ = spectral_norm.power_iteration(base.to_logit.kernel,
+                                               tf.convert_to_tensor(base.to_logit.spectral_u))
+  head = phi @ kernel.numpy() + base.to_logit.bias.numpy()
+  np.testing.assert_allclose(base.head(tf.constant(phi)).numpy(), head, rtol=1e-5, atol=1e-6)
+  table = d.embedding.embeddings.numpy()  # V [3, 4], not spectrally normalised
+  expected = head + np.sum(table[labels] * phi, axis=1, keepdims=True)
+  np.testing.assert_allclose(d(images, labels=labels).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_conditional_resnet_trains_and_exports_with_labels(tmp_path, colour_folder):
+  config = _config(tmp_path / "run", colour_folder, train_steps=2, checkpoint_every=2,
+                   sample_every=2, g_filters=4, d_filters=4, conditioning="projection",
+                   spectral_norm=True)
+  result = train.train_and_export(config)
+  assert result.step == 2 and np.isfinite(result.last_logs["d_loss"])
+  loaded = tf.saved_model.load(str(tmp_path / "run" / "export" / "resnet" / "2"))
+  serving = loaded.signatures[export.SERVING_SIGNATURE]
+  assert {name: spec.dtype.name for name, spec in serving.structured_input_signature[1].items()
+          } == contract.CONDITIONAL_SIGNATURE_INPUTS[export.SERVING_SIGNATURE]
+  latents = tf.random.stateless_normal([2, LATENT_DIM], seed=[5, 6])
+  by_class = [serving(latents=latents, labels=tf.fill([2], y))[export.IMAGES].numpy()
+              for y in range(2)]
+  assert by_class[0].shape == (2, 32, 32, 3) and by_class[0].dtype == np.uint8
+  assert not np.array_equal(by_class[0], by_class[1])

@@ -12,9 +12,9 @@ from tfgan_app.models import resnet
 from tfgan_app.models import tf_tutorial
 
 GAN_ARCHITECTURES = ("dcgan", "mlp", "resnet", "tf_tutorial")
-# Architectures with a class-conditional generator (class-conditional BatchNorm in dcgan, the
-# label joined to z in mlp) and a discriminator with `features` and `head`.
-CONDITIONAL_ARCHITECTURES = ("dcgan", "mlp")
+# Architectures with a class-conditional generator (class-conditional BatchNorm in dcgan and
+# resnet, the label joined to z in mlp) and a discriminator with `features` and `head`.
+CONDITIONAL_ARCHITECTURES = ("dcgan", "mlp", "resnet")
 # Not a GAN: the maximum-likelihood baseline, a Gaussian mixture (models/gmm.py) fitted by
 # tfgan_app/maximum_likelihood.py.
 GMM = "gmm"
@@ -105,7 +105,8 @@ def build_generator(architecture: str, latent_dim: int, image_shape: Sequence[in
                               num_classes=num_classes, name=name)
   elif architecture == "resnet":
     generator = resnet.Generator(latent_dim, image_shape, filters=filters,
-                                 sync_batchnorm=sync_batchnorm, name=name)
+                                 sync_batchnorm=sync_batchnorm, num_classes=num_classes,
+                                 name=name)
   elif architecture == "tf_tutorial":
     generator = tf_tutorial.Generator(latent_dim, image_shape, filters=filters,
                                       sync_batchnorm=sync_batchnorm, kernel_size=kernel_size,

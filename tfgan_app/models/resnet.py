@@ -21,8 +21,16 @@ lower resolution: a 1x1 convolution commutes with both (each output pixel is the
 of the same input pixels), so this is the published function at a quarter of its shortcut cost.
 Initialisation as in the authors' Chainer code and Mimicry (Lee & Town 2020): Glorot uniform,
 scaled by 2 (gain sqrt(2)) in the residual branches. D has no normalisation (the paper adds
-spectral normalisation); G's BatchNorm is made by `Generator._batch_norm` and D's logit is one
-layer over `Discriminator.features`, the points where conditional variants attach.
+spectral normalisation).
+
+Class-conditional as the ResNet G of Miyato & Koyama 2018 (arXiv:1802.05637; BigGAN, Brock et
+al. 2019, computes the same per-class scale and shift from a shared class embedding instead): with
+`num_classes` > 0 every BatchNorm of G is class-conditional (`conditional_batchnorm`:
+gamma[y], beta[y] tables per layer), made by `Generator._batch_norm`, and G is called as
+`generator(latents, labels=labels)`; the rest of G is unchanged. D's logit is one layer,
+`Discriminator.head`, over `Discriminator.features`, which is where
+`conditional_discriminator.ConditionalDiscriminator` attaches the projection or the auxiliary
+classifier.
 """
 
 import functools
@@ -31,6 +39,7 @@ from typing import Sequence, Tuple
 import keras
 from keras import layers
 
+from tfgan_app.models import conditional_batchnorm
 from tfgan_app.models import fused_batchnorm
 from tfgan_app.models import spectral_norm as spectral_norm_lib
 
@@ -86,10 +95,11 @@ def _shortcut_conv(filters: int, name: str, spectral_norm: bool = False):
 
 @keras.saving.register_keras_serializable(package="tfgan_app")
 class Generator(keras.Model):
-  """Maps latents [B, latent_dim] to images [B, H, W, C] in [-1, 1] (module docstring)."""
+  """Maps latents [B, latent_dim] (and, when conditional, labels [B]) to images [B, H, W, C] in
+  [-1, 1] (module docstring)."""
 
   def __init__(self, latent_dim: int, image_shape: Sequence[int], filters: int = 256,
-               sync_batchnorm: bool = False, **kwargs):
+               sync_batchnorm: bool = False, num_classes: int = 0, **kwargs):
     """Builds the layers.
 
     Args:
@@ -97,9 +107,12 @@ class Generator(keras.Model):
       image_shape: [H, W, C] of the output, H == W (see `resnet_plan`).
       filters: channels of the base feature map and of every up block (SNGAN: 256).
       sync_batchnorm: BatchNorm statistics over the global batch under tf.distribute.
+      num_classes: classes of a class-conditional generator (class-conditional BatchNorm);
+        0: unconditional, with the same layers and variable names as before conditioning.
       **kwargs: keras.Model arguments (name, ...).
     """
     super().__init__(**kwargs)
+    self.num_classes = int(num_classes)
     self.latent_dim = int(latent_dim)
     self.image_shape = tuple(int(d) for d in image_shape)
     self.filters = int(filters)
@@ -123,32 +136,47 @@ class Generator(keras.Model):
                                   kernel_initializer="glorot_uniform")
 
   def _batch_norm(self, name: str):
-    """G's one normalisation layer factory (every BatchNorm of G is made here)."""
+    """G's one normalisation layer factory (every BatchNorm of G is made here): class-conditional
+    when G is."""
     # momentum 0.9 (PyTorch's 0.1) and epsilon 1e-5, as SNGAN's reference implementations.
+    if self.num_classes:
+      return conditional_batchnorm.ConditionalBatchNormalization(
+          self.num_classes, momentum=0.9, epsilon=1e-5, synchronized=self.sync_batchnorm,
+          name=name)
     return fused_batchnorm.FusedBatchNormalization(momentum=0.9, epsilon=1e-5,
                                                    synchronized=self.sync_batchnorm, name=name)
 
-  def up_block(self, x, index: int, training=False):
-    """UpBlock `index` (module docstring): [B, h, w, g] -> [B, 2h, 2w, g]."""
+  def _norm(self, layer, x, labels, training):
+    if self.num_classes:
+      return layer(x, labels, training=training)
+    return layer(x, training=training)
+
+  def up_block(self, x, index: int, labels=None, training=False):
+    """UpBlock `index` (module docstring): [B, h, w, g] -> [B, 2h, 2w, g]; `labels` [B] for
+    a class-conditional G."""
     layer = functools.partial(_block_layer, self, index)
-    h = keras.activations.relu(layer("bn1")(x, training=training))
+    h = keras.activations.relu(self._norm(layer("bn1"), x, labels, training))
     h = layer("conv1")(self.upsample(h))  # [B, 2h, 2w, g]
-    h = keras.activations.relu(layer("bn2")(h, training=training))
+    h = keras.activations.relu(self._norm(layer("bn2"), h, labels, training))
     h = layer("conv2")(h)
     return h + self.upsample(layer("shortcut")(x))
 
-  def call(self, latents, training=False):
+  def call(self, latents, labels=None, training=False):
+    if self.num_classes and labels is None:
+      raise ValueError("a class-conditional generator needs labels: generator(latents, "
+                       "labels=labels)")
     x = self.reshape(self.project(latents))  # [B, base, base, g]
     for index in range(self.num_blocks):
-      x = self.up_block(x, index, training=training)  # [B, 2h, 2w, g]
-    x = keras.activations.relu(self.output_bn(x, training=training))
+      x = self.up_block(x, index, labels=labels, training=training)  # [B, 2h, 2w, g]
+    x = keras.activations.relu(self._norm(self.output_bn, x, labels, training))
     x = self.to_image(x)  # [B, H, W, C]
     # tanh in float32 even under a mixed-precision policy: the output is the image.
     return keras.activations.tanh(keras.ops.cast(x, "float32"))
 
   def get_config(self):
     return {"latent_dim": self.latent_dim, "image_shape": list(self.image_shape),
-            "filters": self.filters, "sync_batchnorm": self.sync_batchnorm, "name": self.name}
+            "filters": self.filters, "sync_batchnorm": self.sync_batchnorm,
+            "num_classes": self.num_classes, "name": self.name}
 
 
 @keras.saving.register_keras_serializable(package="tfgan_app")
@@ -186,7 +214,8 @@ class Discriminator(keras.Model):
       if index < self.num_down_blocks:
         setattr(self, f"{block}_shortcut",
                 _shortcut_conv(self.filters, f"{block}_shortcut", sn))
-    self.to_logit = spectral_norm_lib.layer_class(layers.Dense, sn)(1, name="to_logit", kernel_initializer="glorot_uniform")
+    self.to_logit = spectral_norm_lib.layer_class(layers.Dense, sn)(
+        1, name="to_logit", kernel_initializer="glorot_uniform")
 
   def block(self, x, index: int, training=False):
     """Block `index` (module docstring): [B, h, w, c] -> [B, h/2, w/2, d] for the down blocks,
@@ -216,9 +245,13 @@ class Discriminator(keras.Model):
     # Summed in float32: under mixed precision, bfloat16 sums of 64+ values lose digits.
     return keras.ops.sum(keras.ops.cast(x, "float32"), axis=(1, 2))  # [B, d]
 
-  def call(self, images, training=False):
-    features = self.features(images, training=training)  # [B, d]
+  def head(self, features, training=False):
+    """Logits [B, 1] from `features` [B, d]: the logit layer (spectrally normalised with
+    --spectral_norm)."""
     return keras.ops.cast(self.to_logit(features, training=training), "float32")  # [B, 1]
+
+  def call(self, images, training=False):
+    return self.head(self.features(images, training=training), training=training)
 
   def get_config(self):
     return {"image_shape": list(self.image_shape), "filters": self.filters,
