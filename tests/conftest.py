@@ -224,3 +224,20 @@ def cc_loader_check_binary() -> str:
     assert result.returncode == 0, result.stderr[-3000:]
     os.replace(staging, binary)
   return binary
+
+
+def straight_and_resumed_checkpoints(straight, stop_at=2):
+  """Trains `straight` (a TrainConfig) without a stop, and the same run stopped at step `stop_at`
+  and resumed to its end in another workdir; returns both last checkpoints' values
+  (`checkpoint_values`), which an exact resume makes equal."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from tfgan_app.runs import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  from tfgan_app.training import loop as train  # pylint: disable=import-outside-toplevel
+  train.train_and_export(straight)
+  resumed = straight.with_updates(workdir=straight.workdir + "_resumed", train_steps=stop_at)
+  assert train.train_and_export(resumed).step == stop_at
+  end = straight.train_steps
+  assert train.train_and_export(resumed.with_updates(train_steps=end)).step == end
+  last = lambda config: tf.train.latest_checkpoint(
+      os.path.join(config.workdir, workdir_lib.CHECKPOINT_DIR))
+  return checkpoint_values(last(straight)), checkpoint_values(last(resumed))

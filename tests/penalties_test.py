@@ -2,7 +2,6 @@
 example and uniform, lazy R1, the loss-scaled inner gradient of mixed_float16, the GAN
 training with them, exact resume, and lazy R1's refusal of D's cross-replica BatchNorm."""
 
-import os
 
 import keras
 import numpy as np
@@ -11,9 +10,7 @@ import tensorflow as tf
 
 from tfgan_app.gan import build as gan_build
 from tfgan_app.gan import penalties
-from tfgan_app.runs import workdir as workdir_lib
-from tfgan_app.training import loop as train
-from conftest import checkpoint_values, run_script_ok, tiny_config
+from conftest import run_script_ok, straight_and_resumed_checkpoints, tiny_config
 
 
 class Linear(keras.Model):
@@ -218,13 +215,7 @@ def test_resume_with_both_penalties_and_lazy_r1_is_exact(tmp_path, data_dir):
   # the step alone (eps and the lazy schedule are functions of the update's number).
   straight = tiny_config(tmp_path / "straight", data_dir, loss="wasserstein",
                          gradient_penalty=10.0, r1_gamma=1.0, r1_every=3, export=False)
-  train.train_and_export(straight)
-  interrupted = straight.with_updates(workdir=str(tmp_path / "resumed"), train_steps=2)
-  assert train.train_and_export(interrupted).step == 2
-  assert train.train_and_export(interrupted.with_updates(train_steps=4)).step == 4
-  path = lambda config: tf.train.latest_checkpoint(
-      os.path.join(config.workdir, workdir_lib.CHECKPOINT_DIR))
-  expected, got = checkpoint_values(path(straight)), checkpoint_values(path(interrupted))
+  expected, got = straight_and_resumed_checkpoints(straight)
   assert set(expected) == set(got) and any("_trainable_variables" in name for name in got)
   for name in expected:
     np.testing.assert_array_equal(got[name], expected[name], err_msg=name)

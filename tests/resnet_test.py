@@ -18,10 +18,9 @@ from tfgan_app.models import registry as models
 from tfgan_app.models import resnet
 from tfgan_app.models import spectral_norm
 from tfgan_app.performance import flops
-from tfgan_app.runs import workdir as workdir_lib
 from tfgan_app.runs.workdir import ConfigError
 from tfgan_app.training import loop as train
-from conftest import HANG_TIMEOUT_S, REPO_ROOT, checkpoint_values, tiny_config
+from conftest import HANG_TIMEOUT_S, REPO_ROOT, straight_and_resumed_checkpoints, tiny_config
 
 LATENT_DIM = 8
 WIDTH = 8
@@ -248,16 +247,7 @@ def test_train_command_exports_a_colour_resnet(tmp_path, colour_folder):
 
 def test_resume_reaches_the_weights_of_an_uninterrupted_run(tmp_path, colour_folder):
   straight = _config(tmp_path / "straight", colour_folder, export=False)
-  train.train_and_export(straight)
-  interrupted = straight.with_updates(workdir=str(tmp_path / "resumed"), train_steps=2)
-  assert train.train_and_export(interrupted).step == 2
-  assert train.train_and_export(interrupted.with_updates(train_steps=4)).step == 4
-
-  def values(workdir):
-    return checkpoint_values(tf.train.latest_checkpoint(
-        os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)))
-
-  expected, got = values(straight.workdir), values(str(tmp_path / "resumed"))
+  expected, got = straight_and_resumed_checkpoints(straight)
   assert set(expected) == set(got)
   assert any("block2_bn2/moving_mean" in name for name in got)
   for name in expected:

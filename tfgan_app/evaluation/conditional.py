@@ -20,8 +20,8 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tfgan_app.data import datasets as data
 from tfgan_app.evaluation import metrics as metrics_lib
+from tfgan_app.evaluation import real_stats
 from tfgan_app.evaluation.protocol import EvaluationError
 
 # Record keys (null when not measured).
@@ -107,12 +107,7 @@ def real_labels(dataset: str, split: str, num_real: int, image_shape: Sequence[i
   Raises:
     EvaluationError: the dataset has no labels.
   """
-  try:
-    channels = image_shape[2] if data.is_folder(dataset) else None
-    info = data.prepare(dataset, split, data_dir, image_size=image_shape[0], download=False,
-                        channels=channels)
-  except data.DatasetError as error:
-    raise EvaluationError(f"real data: {error}") from error
+  info = real_stats.prepare_real(dataset, split, image_shape, data_dir)
   if info.folder is not None:
     if info.folder.labels is None:
       raise EvaluationError(f"{dataset} has no class subdirectories: no real labels for the "

@@ -53,6 +53,22 @@ def _cache_path(cache_dir, dataset, split, image_shape, classifier_sha256, num_r
   return os.path.join(cache_dir, "real_stats", name)
 
 
+def prepare_real(dataset: str, split: str, image_shape: Sequence[int],
+                 data_dir: Optional[str] = None):
+  """`data.prepare` of the real images compared with a generator of `image_shape` images.
+
+  Raises:
+    EvaluationError: the dataset or split is unavailable.
+  """
+  try:
+    # A folder's images are converted to the generator's channels; a TFDS dataset's must match.
+    channels = image_shape[2] if data.is_folder(dataset) else None
+    return data.prepare(dataset, split, data_dir, image_size=image_shape[0], download=False,
+                        channels=channels)
+  except data.DatasetError as error:
+    raise EvaluationError(f"real data: {error}") from error
+
+
 def real_statistics(classifier, dataset: str, split: str, image_shape: Sequence[int],
                     num_real: int, data_dir: Optional[str] = None,
                     cache_dir: Optional[str] = None) -> RealStats:
@@ -72,13 +88,7 @@ def real_statistics(classifier, dataset: str, split: str, image_shape: Sequence[
     EvaluationError: the dataset or split is unavailable, or its images do not fit.
   """
   image_shape = tuple(int(d) for d in image_shape)
-  try:
-    # A folder's images are converted to the generator's channels; a TFDS dataset's must match.
-    channels = image_shape[2] if data.is_folder(dataset) else None
-    info = data.prepare(dataset, split, data_dir, image_size=image_shape[0], download=False,
-                        channels=channels)
-  except data.DatasetError as error:
-    raise EvaluationError(f"real data: {error}") from error
+  info = prepare_real(dataset, split, image_shape, data_dir)
   if info.image_shape != image_shape:
     raise EvaluationError(f"the generator makes {'x'.join(map(str, image_shape))} images but "
                           f"{dataset} gives {'x'.join(map(str, info.image_shape))} at that size "
