@@ -205,3 +205,18 @@ def test_multi_worker_trains_identically_and_only_the_chief_writes(tmp_path):
   # A multi-worker run resumes: both workers restore the chief's checkpoint and go on.
   _train_workers(workers, workdir, "--train_steps=4")
   assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith("ckpt-4")
+
+
+def test_multi_worker_trains_a_conditional_gan_and_exports_its_labelled_signatures(tmp_path):
+  workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+  workdir = tmp_path / "run"
+  outputs = _train_workers(workers, workdir, "--train_steps=2", "--conditioning=acgan",
+                           "--sample_every=2", "--checkpoint_every=2")
+  lines = [[line.split(" steps/s")[0] for line in stdout.splitlines()
+            if line.startswith("step ")] for stdout, _ in outputs]
+  # The class losses are global values too: both workers log the same ones.
+  assert len(lines[0]) == 2 and lines[0] == lines[1] and "d_class_loss=" in lines[0][-1]
+  exported = tf.saved_model.load(str(workdir / "export" / "dcgan" / "2"))
+  images = exported.signatures["serving_default"](
+      latents=tf.zeros([2, 8]), labels=tf.constant([0, 9], tf.int32))["images"]
+  assert images.shape == (2, 28, 28, 1)

@@ -22,7 +22,7 @@ Runs (each `python -m tfgan_app.train --flagfile=configs/<config>.cfg` into <wor
     ring8_least_squares              configs/ring8.cfg --loss=least_squares
     ring8_wasserstein_gp             configs/ring8.cfg --loss=wasserstein --gradient_penalty=10
                                      --d_steps=5 --g_lr=0.0001 --d_lr=0.0001 --beta2=0.9
-                                     --train_steps=12000
+                                     --train_steps=24000
     grid25                           configs/grid25.cfg
 
 A finished run is reused (training says so and exits), so running the command again only
@@ -90,7 +90,7 @@ RUNS = (
     Run("ring8_wasserstein_gp", "Wasserstein + gradient penalty 10 (Gulrajani et al. 2017)",
         "ring8.cfg", TOY, ("--loss=wasserstein", "--gradient_penalty=10", "--d_steps=5",
                            "--g_lr=0.0001", "--d_lr=0.0001", "--beta2=0.9",
-                           "--train_steps=12000")),
+                           "--train_steps=24000")),
     Run("grid25", "non-saturating G loss", "grid25.cfg", TOY),
 )
 RUN_NAMES = tuple(run.name for run in RUNS)
