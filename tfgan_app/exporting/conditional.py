@@ -91,14 +91,19 @@ class ConditionalExportModule(tf.Module):
     return tf.debugging.assert_equal(
         tf.size(labels), rows, message=f"{LABELS} must have one class per row of {what}")
 
-  def _serve(self, latents, labels):
-    rows = tf.shape(latents)[0]
+  def _checked_rows(self, rows_of, labels, what):
+    """(rows_of, labels) behind the checks of a batched request: 1 to max_samples_per_request
+    rows of `what`, one label per row, each label a class."""
+    rows = tf.shape(rows_of)[0]
     checks = graph_ops.check_count(rows, 1, self.max_samples_per_request,
-                                   f"the number of {LATENTS}")
-    checks += [self._rows_match(labels, rows, LATENTS)]
+                                   f"the number of {what}")
+    checks += [self._rows_match(labels, rows, what)]
     checks += graph_ops.check_labels(labels, self.num_classes, LABELS)
     with tf.control_dependencies(checks):
-      latents, labels = tf.identity(latents), tf.identity(labels)
+      return tf.identity(rows_of), tf.identity(labels)
+
+  def _serve(self, latents, labels):
+    latents, labels = self._checked_rows(latents, labels, LATENTS)
     return graph_ops.served(self._generate(latents, labels), self.points)
 
   def _sample(self, num_samples, seed, label):
@@ -113,13 +118,7 @@ class ConditionalExportModule(tf.Module):
         self.points)
 
   def _sample_seeds(self, seeds, labels):
-    rows = tf.size(seeds)
-    checks = graph_ops.check_count(rows, 1, self.max_samples_per_request,
-                                   f"the number of {SEEDS}")
-    checks += [self._rows_match(labels, rows, SEEDS)]
-    checks += graph_ops.check_labels(labels, self.num_classes, LABELS)
-    with tf.control_dependencies(checks):
-      seeds, labels = tf.identity(seeds), tf.identity(labels)
+    seeds, labels = self._checked_rows(seeds, labels, SEEDS)
     return graph_ops.with_pngs(
         self._generate(graph_ops.latents_from_seeds(seeds, self.latent_dim), labels),
         self.points)
