@@ -241,3 +241,21 @@ def straight_and_resumed_checkpoints(straight, stop_at=2):
   last = lambda config: tf.train.latest_checkpoint(
       os.path.join(config.workdir, workdir_lib.CHECKPOINT_DIR))
   return checkpoint_values(last(straight)), checkpoint_values(last(resumed))
+
+
+def resume_with_field_left_out(config, field):
+  """Trains `config` 2 steps, removes `field` from its run_spec.json as runs of versions before
+  that field wrote it, and resumes to step 3 (which must be accepted); returns the spec as
+  written before the removal."""
+  import json  # pylint: disable=import-outside-toplevel
+  from tfgan_app.training import loop as train  # pylint: disable=import-outside-toplevel
+  config = config.with_updates(train_steps=2, checkpoint_every=2, export=False)
+  train.train_and_export(config)
+  spec_path = os.path.join(config.workdir, "run_spec.json")
+  with open(spec_path) as f:
+    spec = json.load(f)
+  older = {name: value for name, value in spec.items() if name != field}
+  with open(spec_path, "w") as f:
+    json.dump(older, f)
+  assert train.train_and_export(config.with_updates(train_steps=3)).step == 3
+  return spec
