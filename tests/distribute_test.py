@@ -67,22 +67,27 @@ def _assert_same_weights(expected, got):
     assert relative <= 1e-5, f"{name}: relative difference {relative:.2e}"
 
 
-@pytest.mark.parametrize("extra, penalty", [
-    (["--d_steps=1"], None),
-    # k = 2 discriminator updates, each on its own real batch, then a feature-matching G step
-    # (its loss is of global-batch feature means, gan.py).
-    (["--d_steps=2", "--g_objective=feature_matching"], None),
-    (["--update=simultaneous"], None),
-    # eps of WGAN-GP sliced from one global draw, on translated images (DiffAugment).
+# Each case covers several paths at once (each pair of runs costs two TensorFlow processes).
+@pytest.mark.parametrize("extra, extra_tags", [
+    (["--update=simultaneous"], set()),
+    # Alternating with one D step; eps of WGAN-GP sliced from one global draw, on translated
+    # images (DiffAugment).
     (["--loss=wasserstein", "--gradient_penalty=10", "--diffaugment=translation"],
-     "gradient_penalty"),
-    # Lazy R1: updates 0 and 2 compute it, update 1 logs the record of update 0. D without
-    # BatchNorm (--spectral_norm): lazy R1 refuses D's synchronised BatchNorm under replicas.
-    # The smooth default loss: under hinge, whose kinks a rounding difference can cross, this
-    # seed's runs part by 5e-4 at step 2.
-    (["--r1_gamma=1", "--r1_every=2", "--spectral_norm"], "r1_penalty")],
-    ids=lambda value: " ".join(value) if isinstance(value, list) else str(value))
-def test_two_replicas_train_like_one(tmp_path, extra, penalty):
+     {"gradient_penalty"}),
+    # k = 2 discriminator updates, each on its own real batch and its own drawn labels, then a
+    # feature-matching G step (its loss is of global-batch feature means, gan.py) plus G's class
+    # loss; the class losses and accuracy are global means.
+    (["--conditioning=acgan", "--d_steps=2", "--g_objective=feature_matching"],
+     {"d_class_loss", "g_class_loss", "real_class_accuracy"}),
+    # Lazy R1 differentiating the projection discriminator at real images and their labels:
+    # updates 0 and 2 compute it, update 1 logs the record of update 0. D without BatchNorm
+    # (--spectral_norm): lazy R1 refuses D's synchronised BatchNorm under replicas. The smooth
+    # default loss: under hinge, whose kinks a rounding difference can cross, this seed's runs
+    # part by 5e-4 at step 2.
+    (["--conditioning=projection", "--r1_gamma=1", "--r1_every=2", "--spectral_norm"],
+     {"r1_penalty"})],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None)
+def test_two_replicas_train_like_one(tmp_path, extra, extra_tags):
   # float32 throughout (_TINY): the replicas' partial sums differ from one replica's sums by
   # rounding only; after three steps every value agrees to 4e-6 relative or better (measured).
   flags = ["--sync_batchnorm", *extra]
@@ -91,10 +96,12 @@ def test_two_replicas_train_like_one(tmp_path, extra, penalty):
   _assert_same_weights(_checkpoint(tmp_path / "one"), _checkpoint(tmp_path / "two"))
   one, two = _scalars(tmp_path / "one"), _scalars(tmp_path / "two")
   tags = {tag for tag, _ in one}
-  assert {"d_loss", "g_loss", "d_real", "d_fake"} < tags and len(tags) == 5 + bool(penalty)
+  # The four below, D's estimate (jsd, or wasserstein under that loss) and the extra ones.
+  assert {"d_loss", "g_loss", "d_real", "d_fake"} | extra_tags <= tags, sorted(tags)
+  assert len(tags) == 5 + len(extra_tags), sorted(tags)
   assert set(one) == set(two) and len(one) == 3 * len(tags)
-  if penalty:
-    assert penalty in tags and all(one[(penalty, step)] > 0 for step in (1, 2, 3))
+  for penalty in extra_tags & {"gradient_penalty", "r1_penalty"}:
+    assert all(one[(penalty, step)] > 0 for step in (1, 2, 3))
   for key in one:
     assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-5), key
 
@@ -186,13 +193,15 @@ def _train_workers(workers, workdir, *extra):
 
 
 def test_multi_worker_trains_identically_and_only_the_chief_writes(tmp_path):
+  # A class-conditional GAN: its class losses are global values too, and its export is the
+  # labelled one.
   workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
   workdir = tmp_path / "run"
-  outputs = _train_workers(workers, workdir, "--checkpoint_every=2")
+  outputs = _train_workers(workers, workdir, "--checkpoint_every=2", "--conditioning=acgan")
   # Both workers logged the same global values (identical weights at every step).
   lines = [[line for line in stdout.splitlines() if line.startswith("step ")]
            for stdout, _ in outputs]
-  assert len(lines[0]) == 3
+  assert len(lines[0]) == 3 and "d_class_loss=" in lines[0][-1]
   # The values, without the timings (steps/s, images/s, eta) that follow them.
   assert [l.split(" steps/s")[0] for l in lines[0]] == [l.split(" steps/s")[0]
                                                        for l in lines[1]]
@@ -202,21 +211,10 @@ def test_multi_worker_trains_identically_and_only_the_chief_writes(tmp_path):
       "ckpt-3.data-00000-of-00001", "ckpt-3.index"]
   assert sorted(os.listdir(workdir / "export" / "dcgan")) == ["3"]
   assert "Exported generator" in outputs[0][0] and "Exported generator" not in outputs[1][0]
-  # A multi-worker run resumes: both workers restore the chief's checkpoint and go on.
-  _train_workers(workers, workdir, "--train_steps=4")
-  assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith("ckpt-4")
-
-
-def test_multi_worker_trains_a_conditional_gan_and_exports_its_labelled_signatures(tmp_path):
-  workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-  workdir = tmp_path / "run"
-  outputs = _train_workers(workers, workdir, "--train_steps=2", "--conditioning=acgan",
-                           "--sample_every=2", "--checkpoint_every=2")
-  lines = [[line.split(" steps/s")[0] for line in stdout.splitlines()
-            if line.startswith("step ")] for stdout, _ in outputs]
-  # The class losses are global values too: both workers log the same ones.
-  assert len(lines[0]) == 2 and lines[0] == lines[1] and "d_class_loss=" in lines[0][-1]
-  exported = tf.saved_model.load(str(workdir / "export" / "dcgan" / "2"))
+  exported = tf.saved_model.load(str(workdir / "export" / "dcgan" / "3"))
   images = exported.signatures["serving_default"](
       latents=tf.zeros([2, 8]), labels=tf.constant([0, 9], tf.int32))["images"]
   assert images.shape == (2, 28, 28, 1)
+  # A multi-worker run resumes: both workers restore the chief's checkpoint and go on.
+  _train_workers(workers, workdir, "--train_steps=4", "--conditioning=acgan")
+  assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith("ckpt-4")
