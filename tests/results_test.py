@@ -52,6 +52,32 @@ def test_page_names_the_hardware_each_row_was_measured_on():
   assert "older rows" not in results.render_page([measured], "cmd", 100)
 
 
+def test_hand_written_sections_are_carried_into_the_rewritten_page():
+  section = "\n".join([results.HAND_WRITTEN_BEGIN, "## By hand", "", "| a | b |",
+                        results.HAND_WRITTEN_END])
+  record = _toy("ring8_minimax", "ring8")
+  old_page = results.render_page([record], "cmd", 100) + "\n" + section + "\ntrailing text\n"
+  kept = results.hand_written_sections(old_page)
+  assert kept == [section]
+  page = results.render_page([record], "cmd", 100, kept)
+  # Before the images, after the tables; text outside the markers is not kept.
+  assert page.index("| RING8_MINIMAX |") < page.index(section) < page.index("## Samples")
+  assert "trailing text" not in page and results.hand_written_sections(page) == kept
+
+
+@pytest.mark.parametrize("broken", [
+    [results.HAND_WRITTEN_BEGIN, "text"],
+    ["text", results.HAND_WRITTEN_END],
+    [results.HAND_WRITTEN_BEGIN, results.HAND_WRITTEN_BEGIN, results.HAND_WRITTEN_END]])
+def test_an_unbalanced_hand_written_marker_is_refused_before_anything_is_written(tmp_path,
+                                                                                 broken):
+  (tmp_path / results.PAGE).write_text("\n".join(["# Results", *broken]) + "\n")
+  with pytest.raises(results.ResultsError, match="hand-written"):
+    results.make_results(str(tmp_path / "runs"), str(tmp_path), runs=[])
+  assert not (tmp_path / "runs").exists()
+  assert (tmp_path / results.PAGE).read_text().startswith("# Results")
+
+
 def _toy(name, dataset, date="2026-11-23", modes=8):
   record = _record(name, results.TOY, dataset=dataset, modes_covered=modes, num_modes=modes,
                    high_quality_fraction=0.5, kl=0.25)
@@ -94,8 +120,7 @@ def test_every_run_names_an_existing_config():
   assert {run.kind for run in results.RUNS} == {results.MNIST, results.CIFAR10, results.TOY}
 
 
-@pytest.mark.parametrize("run", results.RUNS, ids=lambda run: run.name)
-def test_every_run_parses_into_a_valid_training_config(run):
+def _run_config(run):
   from tfgan_app.training import flags as app_flags  # pylint: disable=import-outside-toplevel
   path = os.path.join(results.CONFIGS_DIR, run.config)
   if not os.path.isfile(path):
@@ -104,14 +129,34 @@ def test_every_run_parses_into_a_valid_training_config(run):
   try:
     app_flags.FLAGS(["train", f"--flagfile={path}",
                      *results.run_flags(run, "folder:/data/cifar10_jpeg")])
-    config = app_flags.config_from_flags()
+    return app_flags.config_from_flags()
   finally:
     app_flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize("run", results.RUNS, ids=lambda run: run.name)
+def test_every_run_parses_into_a_valid_training_config(run):
+  config = _run_config(run)
   assert config.train_steps > 0
   if run.kind == results.CIFAR10:
     assert config.dataset == "folder:/data/cifar10_jpeg"
   if run.name == "ring8_wasserstein_gp":
     assert (config.loss, config.gradient_penalty, config.d_steps) == ("wasserstein", 10.0, 5)
+  if run.name == "cifar10_resnet":
+    assert (config.architecture, config.loss, config.spectral_norm) == ("resnet", "hinge", True)
+
+
+def test_the_cifar10_resnet_row_trains_with_the_dcgan_rows_compute():
+  from tfgan_app.performance import flops  # pylint: disable=import-outside-toplevel
+  from tfgan_app.runs import restore  # pylint: disable=import-outside-toplevel
+  totals = {}
+  for name in ("cifar10", "cifar10_resnet"):
+    config = _run_config(next(run for run in results.RUNS if run.name == name))
+    model = restore.build_model(config, (32, 32, 3), "float32")
+    step = flops.training_flops(model.generator, model.discriminator, config.latent_dim,
+                                (32, 32, 3), config.update, config.d_steps)
+    totals[name] = step.per_real_image * config.batch_size * config.train_steps
+  assert totals["cifar10_resnet"] == pytest.approx(totals["cifar10"], rel=0.01), totals
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +210,11 @@ def test_command_trains_measures_and_writes_the_page(tmp_path, tiny_classifier, 
   assert error.startswith("python -m tfgan_app.results: error: training ring8_minimax")
   assert (out_dir / "results.md").read_text() == before
 
-  # A subset: its record joins the kept ones, in RUNS order, each with its own date.
+  # A subset: its record joins the kept ones, in RUNS order, each with its own date; the page's
+  # hand-written section stays.
+  hand_written = "\n".join([results.HAND_WRITTEN_BEGIN, "## A table by hand",
+                             results.HAND_WRITTEN_END])
+  (out_dir / "results.md").write_text(before + "\n" + hand_written + "\n")
   records_path = out_dir / "results.json"
   kept = json.loads(records_path.read_text())
   kept[0]["date"] = "2026-01-02"  # dcgan, as if made on another day.
@@ -183,6 +232,7 @@ def test_command_trains_measures_and_writes_the_page(tmp_path, tiny_classifier, 
   assert "| DCGAN (Radford et al. 2016) |" in page and "| minimax G loss |" in page
   assert "| non-saturating + minibatch discrimination |" in page
   assert (out_dir / "results" / "ring8_minimax.png").is_file()
+  assert hand_written in page
 
 
 def test_remade_runs_replace_their_records_and_the_rest_stay_in_runs_order():

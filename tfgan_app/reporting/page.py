@@ -1,5 +1,10 @@
 """The results page's Markdown: one table per kind of measurement (MNIST, CIFAR-10, each toy
-dataset), then the sample images. Pure formatting of the records `reporting.results` measures.
+dataset), the page's hand-written sections, then the sample images. Pure formatting of the
+records `reporting.results` measures.
+
+Hand-written sections (measurements no single run of the results command makes, such as the
+step at which a run first passes a bar) sit between HAND_WRITTEN_BEGIN and HAND_WRITTEN_END
+lines; a rewrite of the page carries them over unchanged (`hand_written_sections`).
 
 Records are dicts with name, title, kind, date (ISO), command (config and flags), step,
 num_samples, image (optional, relative to the page) and the kind's numbers:
@@ -28,6 +33,34 @@ TOY_DESCRIPTIONS = {
               "{-4, -2, 0, 2, 4}², 2 apart: 40 standard deviations between neighbours.",
 }
 _CLASSIFIED_HEADER = "|---|---|---:|---:|---:|---:|---:|"
+HAND_WRITTEN_BEGIN = "<!-- hand-written: kept when the results command rewrites this page -->"
+HAND_WRITTEN_END = "<!-- end of hand-written -->"
+
+
+def hand_written_sections(page: str) -> list:
+  """The hand-written sections of `page`, each with its marker lines, in page order.
+
+  Raises:
+    ValueError: a section is opened and not closed (or closed and not opened), which would
+      silently lose text on the next rewrite.
+  """
+  sections, current = [], None
+  for line in page.splitlines():
+    if line.strip() == HAND_WRITTEN_BEGIN:
+      if current is not None:
+        raise ValueError(f"a hand-written section opens inside another: {HAND_WRITTEN_BEGIN!r} "
+                         f"twice without {HAND_WRITTEN_END!r} between")
+      current = [line]
+    elif line.strip() == HAND_WRITTEN_END:
+      if current is None:
+        raise ValueError(f"{HAND_WRITTEN_END!r} without {HAND_WRITTEN_BEGIN!r} before it")
+      sections.append("\n".join(current + [line]))
+      current = None
+    elif current is not None:
+      current.append(line)
+  if current is not None:
+    raise ValueError(f"a hand-written section is not closed by {HAND_WRITTEN_END!r}")
+  return sections
 
 
 def dates_text(records: Sequence[dict]) -> str:
@@ -122,8 +155,10 @@ def _hardware_text(records) -> str:
           f"{'; older rows did not record theirs' if unrecorded else ''})")
 
 
-def render_page(records: Sequence[dict], command: str, num_samples: int) -> str:
-  """The Markdown page: how it was made, one table per kind (per dataset for toys), the images.
+def render_page(records: Sequence[dict], command: str, num_samples: int,
+                hand_written: Sequence[str] = ()) -> str:
+  """The Markdown page: how it was made, one table per kind (per dataset for toys), the
+  `hand_written` sections (`hand_written_sections` of the page it replaces), the images.
 
   Tables and rows follow the order of `records`; toy tables the order in which their datasets
   first appear.
@@ -151,6 +186,8 @@ def render_page(records: Sequence[dict], command: str, num_samples: int) -> str:
   toy = [record for record in records if record["kind"] == TOY]
   for dataset in dict.fromkeys(record["dataset"] for record in toy):
     lines += _toy_table(dataset, [record for record in toy if record["dataset"] == dataset])
+  for section in hand_written:
+    lines += ["", section]
   lines += ["", "## Samples", ""]
   for record in records:
     if record.get("image"):
