@@ -388,6 +388,8 @@ def test_toy_resume_with_dropout_reaches_the_uninterrupted_weights(tmp_path):
   got = _checkpoint_values(str(tmp_path / "resumed"))
   assert set(expected) == set(got)
   assert any(name.startswith("discriminator_random/") for name in got)  # Dropout's RNG.
+  for name in expected:
+    np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
 
 
 def test_steps_per_execution_trains_the_same_steps_and_saves_at_the_same_steps(tmp_path,
