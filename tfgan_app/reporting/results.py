@@ -13,6 +13,9 @@ Runs (each `python -m tfgan_app.train --flagfile=configs/<config>.cfg` into <wor
   CIFAR-10, measured the same way with the project's CIFAR-10 classifier (--cifar10_classifier,
   a `python -m tfgan_app.classifier --dataset=cifar10` export; never trained here, it takes long):
     cifar10     configs/cifar10.cfg     DCGAN, on --cifar10_dataset (TFDS cifar10 or folder:PATH)
+    cifar10_resnet  configs/cifar10.cfg --architecture=resnet --g_filters=64 --d_filters=64
+                    --loss=hinge --spectral_norm --beta1=0.0 --beta2=0.9 --train_steps=1330
+                    (SNGAN's ResNet and objective for the cifar10 row's training compute)
   Toy datasets, measured with `tfgan_app.toy_metrics` (modes covered, high-quality fraction, KL),
   one table per dataset:
     ring8_minimax                    configs/ring8.cfg --loss=minimax
