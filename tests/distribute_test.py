@@ -69,17 +69,16 @@ def _assert_same_weights(expected, got):
 
 # Each case covers several paths at once (each pair of runs costs two TensorFlow processes).
 @pytest.mark.parametrize("extra, extra_tags", [
-    (["--update=simultaneous"], set()),
-    # Alternating with one D step; eps of WGAN-GP sliced from one global draw, on translated
-    # images (DiffAugment).
-    (["--loss=wasserstein", "--gradient_penalty=10", "--diffaugment=translation"],
-     {"gradient_penalty"}),
+    # The simultaneous update (both players' gradients from one generator pass); eps of WGAN-GP
+    # sliced from one global draw, on translated images (DiffAugment).
+    (["--update=simultaneous", "--loss=wasserstein", "--gradient_penalty=10",
+      "--diffaugment=translation"], {"gradient_penalty"}),
     # k = 2 discriminator updates, each on its own real batch and its own drawn labels, then a
     # feature-matching G step (its loss is of global-batch feature means, gan.py) plus G's class
     # loss; the class losses and accuracy are global means.
     (["--conditioning=acgan", "--d_steps=2", "--g_objective=feature_matching"],
      {"d_class_loss", "g_class_loss", "real_class_accuracy"}),
-    # Lazy R1 differentiating the projection discriminator at real images and their labels:
+    # Alternating with one D step. Lazy R1 differentiating the projection discriminator at real images and their labels:
     # updates 0 and 2 compute it, update 1 logs the record of update 0. D without BatchNorm
     # (--spectral_norm): lazy R1 refuses D's synchronised BatchNorm under replicas. The smooth
     # default loss: under hinge, whose kinks a rounding difference can cross, this seed's runs
@@ -90,7 +89,8 @@ def _assert_same_weights(expected, got):
 def test_two_replicas_train_like_one(tmp_path, extra, extra_tags):
   # float32 throughout (_TINY): the replicas' partial sums differ from one replica's sums by
   # rounding only; after three steps every value agrees to 4e-6 relative or better (measured).
-  flags = ["--sync_batchnorm", *extra]
+  # No export: this compares training; the multi-worker test below checks a replicated export.
+  flags = ["--sync_batchnorm", "--noexport", *extra]
   _train(tmp_path / "one", "--strategy=default", *flags)
   _train(tmp_path / "two", "--strategy=mirrored", "--num_cpu_replicas=2", *flags)
   _assert_same_weights(_checkpoint(tmp_path / "one"), _checkpoint(tmp_path / "two"))

@@ -227,13 +227,19 @@ class ToyMonitor(periodic.PeriodicCallback):
     context = self._distribution.sample(context_size, np.random.default_rng(1))
     values = np.empty(len(points), np.float32)
     discriminator = self.model.discriminator
+    chunk_size = self._d_batch_size
+    # One graph for every chunk (the last one padded to the same shape): a 2-D surface is
+    # hundreds of chunks, and calling D eagerly on each costs seconds per picture.
+    judge = tf.function(lambda batch: tf.sigmoid(tf.cast(
+        discriminator(batch, training=False), tf.float32))[:chunk_size, 0])
+    context = context.astype(np.float32)
     with minibatch_discrimination.judged_against_last_rows(discriminator, context_size):
-      for start in range(0, len(points), self._d_batch_size):
-        chunk = points[start:start + self._d_batch_size].astype(np.float32)
-        batch = tf.constant(np.concatenate([chunk, context.astype(np.float32)]))
-        logits = discriminator(batch, training=False)
-        values[start:start + len(chunk)] = (
-            tf.sigmoid(tf.cast(logits, tf.float32)).numpy()[:len(chunk), 0])
+      for start in range(0, len(points), chunk_size):
+        chunk = points[start:start + chunk_size].astype(np.float32)
+        padded = np.concatenate([chunk, np.zeros((chunk_size - len(chunk),) + chunk.shape[1:],
+                                                 np.float32)])
+        values[start:start + len(chunk)] = judge(
+            tf.constant(np.concatenate([padded, context]))).numpy()[:len(chunk)]
     return values  # [N]
 
   def picture(self, generated: np.ndarray, title: str) -> np.ndarray:
