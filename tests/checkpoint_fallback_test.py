@@ -1,5 +1,6 @@
 """A broken newest checkpoint: training, export and evaluation fall back to the newest one that
-restores, say so, and the resumed run ends with an uninterrupted run's weights."""
+restores, say so, and the resumed run ends with an uninterrupted run's weights. A checkpoint
+asked for by step (`export --step`) is that one or an error, never another."""
 
 import os
 import shutil
@@ -160,3 +161,44 @@ def test_an_unreadable_checkpoint_index_is_one_error_not_a_fresh_start(runs, tmp
     export_run.export_from_workdir(config.workdir)
   assert os.path.getsize(index) == size
   assert not os.path.exists(_checkpoint(config, 6) + ".index")
+
+
+def _images(version_dir):
+  exported = tf.saved_model.load(str(version_dir))
+  latents = tf.constant(np.random.default_rng(0).normal(size=(3, 8)), tf.float32)
+  return exported.signatures["serving_default"](latents=latents)["images"].numpy()
+
+
+def test_export_of_a_chosen_step_is_that_checkpoints_generator(runs, tmp_path, capsys):
+  straight, stopped = runs
+  config = _copy(straight, tmp_path / "run")
+  capsys.readouterr()
+  assert export_command.main(["export", f"--workdir={config.workdir}", "--step=4"]) == 0
+  out = capsys.readouterr().out.strip()
+  chosen = os.path.join(config.workdir, "export", "tiny", "4")
+  assert out.endswith(chosen)
+  # The finished run's step-4 checkpoint: the generator of the run that stopped at step 4.
+  assert export_command.main(["export", f"--workdir={stopped.workdir}",
+                              f"--export_dir={tmp_path / 'stopped'}"]) == 0
+  np.testing.assert_array_equal(_images(chosen), _images(tmp_path / "stopped" / "tiny" / "4"))
+  assert os.listdir(os.path.join(config.workdir, "export", "tiny")) == ["4"]
+
+
+def test_export_of_a_step_not_kept_or_broken_is_one_error_and_writes_nothing(runs, tmp_path,
+                                                                            capsys):
+  straight, _ = runs
+  config = _copy(straight, tmp_path / "run")
+  capsys.readouterr()
+  assert export_command.main(["export", f"--workdir={config.workdir}", "--step=5"]) == 1
+  err = capsys.readouterr().err.strip()
+  assert err == (f"python -m tfgan_app.export: error: no checkpoint of step 5 in "
+                 f"{os.path.join(config.workdir, workdir_lib.CHECKPOINT_DIR)} (steps held: 2, 4, "
+                 "6); --checkpoint_every and --keep_checkpoints decide which steps a run keeps")
+  # A broken checkpoint of the step asked for: no other step is exported in its place.
+  _break(config, 4, "data")
+  assert export_command.main(["export", f"--workdir={config.workdir}", "--step=4"]) == 1
+  err = capsys.readouterr().err.strip()
+  assert err.startswith(f"python -m tfgan_app.export: error: cannot restore checkpoint "
+                        f"{_checkpoint(config, 4)}: IndexError")
+  assert "\n" not in err
+  assert not os.path.exists(os.path.join(config.workdir, "export"))

@@ -34,7 +34,7 @@ def restore_checkpoint(model, path: str) -> None:
 # What reading a damaged checkpoint raises: a truncated data file fails with IndexError inside
 # TensorFlow's reader, a truncated or corrupt index with DataLossError (an OpError), a
 # checkpoint of another structure fails the match assertion (AssertionError/ValueError).
-_UNREADABLE_CHECKPOINT_ERRORS = (tf.errors.OpError, ValueError, AssertionError, IndexError,
+UNREADABLE_CHECKPOINT_ERRORS = (tf.errors.OpError, ValueError, AssertionError, IndexError,
                                  KeyError, TypeError, message_lib.DecodeError)
 
 
@@ -71,7 +71,7 @@ def listed_checkpoints(checkpoint_dir: str) -> list:
   return paths[::-1]
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
   text = str(error).strip()
   return text.splitlines()[0] if text else type(error).__name__
 
@@ -109,8 +109,8 @@ def restore_checkpoints(model, checkpoint_dir: str, workdir: str,
       try:
         restore_checkpoint(model, path)
         return Restored(path, skipped)
-      except _UNREADABLE_CHECKPOINT_ERRORS as error:
-        reason = f"{type(error).__name__}: {_first_line(error)}"
+      except UNREADABLE_CHECKPOINT_ERRORS as error:
+        reason = f"{type(error).__name__}: {first_line(error)}"
     skipped.append((path, reason))
     report(f"Skipped checkpoint {path}: cannot restore it ({reason})")
   if not skipped:
@@ -122,6 +122,28 @@ def restore_checkpoints(model, checkpoint_dir: str, workdir: str,
       f"restore {checkpoint_dir} from a backup (or use the code version that wrote it), or, to "
       f"train the run again from step 0 in {workdir}, delete the broken ckpt-<step>.* files "
       f"and {os.path.join(checkpoint_dir, 'checkpoint')}")
+
+
+def checkpoint_of_step(checkpoint_dir: str, step: int) -> str:
+  """The path of the checkpoint of training step `step` (`ckpt-<step>`: checkpoints are numbered
+  by step).
+
+  Raises:
+    ConfigError: the directory holds no checkpoint of that step; the message lists the steps it
+      holds.
+  """
+  path = os.path.join(checkpoint_dir, f"ckpt-{step}")
+  if tf.io.gfile.exists(path + ".index"):
+    return path
+  held = sorted(int(name[len("ckpt-"):-len(".index")])
+                for name in (tf.io.gfile.listdir(checkpoint_dir)
+                             if tf.io.gfile.isdir(checkpoint_dir) else [])
+                if name.startswith("ckpt-") and name.endswith(".index")
+                and name[len("ckpt-"):-len(".index")].isdigit())
+  steps = ", ".join(str(value) for value in held) or "none"
+  raise workdir_lib.ConfigError(
+      f"no checkpoint of step {step} in {checkpoint_dir} (steps held: {steps}); "
+      "--checkpoint_every and --keep_checkpoints decide which steps a run keeps")
 
 
 def restore_latest(model, checkpoint_dir, workdir) -> Optional[str]:

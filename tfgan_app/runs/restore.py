@@ -27,8 +27,9 @@ def build_model(config, image_shape, policy: Optional[str] = None):
   return families.for_architecture(config.architecture).build(config, image_shape, policy)
 
 
-def restore_run(workdir: str) -> RestoredRun:
-  """Rebuilds a training run from its workdir and restores its newest checkpoint.
+def restore_run(workdir: str, step: Optional[int] = None) -> RestoredRun:
+  """Rebuilds a training run from its workdir and restores its newest checkpoint, or with
+  `step` the checkpoint of that training step.
 
   The model is rebuilt from the run's own flags.cfg and run_spec.json, so callers (export,
   evaluate) need no flags of the run.
@@ -37,11 +38,11 @@ def restore_run(workdir: str) -> RestoredRun:
     A `RestoredRun` (model, config, image_shape, checkpoint_path).
 
   Broken newer checkpoints (a truncated file, say) are skipped, one line each on stderr, and
-  the newest one that restores is used.
+  the newest one that restores is used. A checkpoint asked for by `step` is that one or none.
 
   Raises:
-    ConfigError: not a training workdir, unreadable run files, no checkpoint, or no checkpoint
-      that restores into the model.
+    ConfigError: not a training workdir, unreadable run files, no checkpoint, no checkpoint
+      that restores into the model, or none of `step`.
   """
   flagfile, spec_path = os.path.join(workdir, FLAGFILE), os.path.join(workdir, RUN_SPEC)
   if not (os.path.isfile(flagfile) and os.path.isfile(spec_path)):
@@ -60,10 +61,18 @@ def restore_run(workdir: str) -> RestoredRun:
   except (OSError, ValueError, KeyError, TypeError) as error:
     raise ConfigError(f"cannot read the run in {workdir}: {error}") from error
   checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
-  if not checkpoints.listed_checkpoints(checkpoint_dir):
+  chosen = None if step is None else checkpoints.checkpoint_of_step(checkpoint_dir, step)
+  if chosen is None and not checkpoints.listed_checkpoints(checkpoint_dir):
     raise ConfigError(f"no checkpoint in {checkpoint_dir}; train first")
   # Export and evaluation compute in float32, whatever the run trained in.
   model = build_model(config, image_shape, precision.FLOAT32)
+  if chosen is not None:
+    try:
+      checkpoints.restore_checkpoint(model, chosen)
+    except checkpoints.UNREADABLE_CHECKPOINT_ERRORS as error:
+      raise ConfigError(f"cannot restore checkpoint {chosen}: {type(error).__name__}: "
+                        f"{checkpoints.first_line(error)}") from error
+    return RestoredRun(model, config, image_shape, chosen)
   # Broken newer checkpoints are skipped with one line each on stderr.
   restored = checkpoints.restore_checkpoints(model, checkpoint_dir, workdir)
   if restored.skipped:
