@@ -43,6 +43,55 @@ def test_update_schemes_by_hand():
     flops.StepFlops(g, d, "sometimes", 1).per_real_image
 
 
+def test_penalties_by_hand():
+  d = flops.ModelFlops((7, 30, 5))
+  # Forward and input gradients of all (the linear last layer's value is not needed), then
+  # weight gradients and input gradients but the first's back through the forward ops but the
+  # last one, weight gradients and input gradients but the last's back through the
+  # input-gradient ops.
+  assert d.penalty_pass == 37 + 42 + (37 + 30) + (42 + 37)
+  g = flops.ModelFlops((10, 100))
+  plain = flops.StepFlops(g, d, "alternating", 2)
+  with_both = flops.StepFlops(g, d, "alternating", 2, gradient_penalty=True, r1_every=4)
+  assert with_both.per_example_step - plain.per_example_step == 2 * 1.25 * d.penalty_pass
+  simultaneous = flops.StepFlops(g, d, "simultaneous", 1)
+  lazy_r1 = flops.StepFlops(g, d, "simultaneous", 1, r1_every=16)
+  assert lazy_r1.per_example_step - simultaneous.per_example_step == d.penalty_pass / 16
+
+
+def test_penalty_pass_matches_the_ops_of_a_traced_penalty_gradient():
+  # The analytic P against every MatMul and convolution that the weight gradient of R1 and of
+  # WGAN-GP on a plain convolutional D computes, one example. (Gradient functions build both
+  # gradients of an op; those that no output needs are pruned before running, and left out.)
+  from tfgan_app.gan import penalties  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  discriminator = keras.Sequential([
+      keras.Input((8, 8, 1)), layers.Conv2D(4, 3, strides=2, padding="same"), layers.LeakyReLU(),
+      layers.Conv2D(6, 3, strides=2, padding="same"), layers.LeakyReLU(), layers.Flatten(),
+      layers.Dense(1)])
+  images = tf.TensorSpec([1, 8, 8, 1], tf.float32)
+
+  def traced(penalty):
+    def weight_gradients(real, fake):
+      with tf.GradientTape() as tape:
+        value = tf.reduce_sum(penalty(real, fake))
+      return tape.gradient(value, discriminator.trainable_variables)
+    graph = tf.function(weight_gradients).get_concrete_function(images, images).graph
+    needed, pending = set(), [tensor.op for tensor in graph.outputs]
+    while pending:
+      op = pending.pop()
+      if op not in needed:
+        needed.add(op)
+        pending.extend([tensor.op for tensor in op.inputs] + list(op.control_inputs))
+    return sum(flops._op_flops(op) for op in needed)  # pylint: disable=protected-access
+
+  expected = flops.model_flops(discriminator, (8, 8, 1)).penalty_pass
+  assert traced(lambda real, fake: penalties.r1_penalty_per_example(discriminator, real)) == (
+      expected)
+  assert traced(lambda real, fake: penalties.wasserstein_gradient_penalty_per_example(
+      discriminator, real, fake, tf.fill([1, 1], 0.3))) == expected
+
+
 def test_the_tutorials_step_costs_0_45_gflop_per_image():
   # By hand: G forward 2 * (100*12544 + 7*7*256*128*25 + 7*7*128*64*25 + 14*14*64*25)
   # = 103.5 MFLOP; D forward 2 * (14*14*64*25 + 7*7*64*128*25 + 6272) = 20.7 MFLOP.

@@ -153,9 +153,9 @@ def test_the_cifar10_resnet_row_trains_with_the_dcgan_rows_compute():
   for name in ("cifar10", "cifar10_resnet"):
     config = _run_config(next(run for run in results.RUNS if run.name == name))
     model = restore.build_model(config, (32, 32, 3), "float32")
-    step = flops.training_flops(model.generator, model.discriminator, config.latent_dim,
-                                (32, 32, 3), config.update, config.d_steps)
-    totals[name] = step.per_real_image * config.batch_size * config.train_steps
+    step = flops.config_training_flops(model.generator, model.discriminator, config,
+                                       (32, 32, 3))
+    totals[name] = step.per_example_step * config.batch_size * config.train_steps
   assert totals["cifar10_resnet"] == pytest.approx(totals["cifar10"], rel=0.01), totals
 
 

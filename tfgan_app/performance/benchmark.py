@@ -217,9 +217,8 @@ def run_benchmark(config: config_lib.TrainConfig, options: Options,
   print(resolution.describe() + f"; {resolution.hardware}", flush=True)
 
   model, run_ours = _our_loop(config, info, resolution.policy)
-  step_flops = flops_lib.training_flops(model.generator, model.discriminator,
-                                        config.latent_dim, info.image_shape, config.update,
-                                        config.d_steps)
+  step_flops = flops_lib.config_training_flops(model.generator, model.discriminator, config,
+                                               info.image_shape)
   timers = {"ours": run_ours,
             "float32": _matmul_timer(options.matmul_size, tf.float32),
             "bfloat16": _matmul_timer(options.matmul_size, tf.bfloat16)}

@@ -11,6 +11,16 @@ the generator's loss flows through it; never the generator's first layer, whose 
 Not counted: BatchNorm, activations, dropout, losses, Adam (all O(activations) or O(weights)
 elementwise work), spectral normalisation's power iteration (O(weights) per batch).
 
+Gradient penalties (`gan.penalties`: WGAN-GP, R1) differentiate D's input gradient. One penalty
+pass per example costs P = (D.F - L) + D.A (a D forward on its batch and the input gradients of
+every layer) + (D.W + D.I - 2 L) (weight and input gradients back through those forward ops) +
+(D.W + D.A - L) (back through the input-gradient ops: each such op's weight and input gradients
+cost what its layer's forward costs), with L the last layer's forward FLOPs: D's logit layer is
+linear, so the penalty needs its gradient, never its value, nothing flows back through its
+forward op, and the gradient arriving at its input-gradient op is a constant. (A test checks P
+against the ops TensorFlow runs for the penalties' weight gradients.)
+WGAN-GP adds P to every discriminator update, lazy R1 (--r1_every=N) P / N.
+
 Per update scheme, per training step of `d_steps` discriminator updates, with F = forward,
 W = weight gradients, I = input gradients without the first layer, A = all input gradients:
 
@@ -36,6 +46,7 @@ from tfgan_app.models import spectral_norm
 _MATMUL_OPS = ("MatMul", "BatchMatMulV2", "BatchMatMulV3")
 _CONV_OPS = ("Conv2D",)
 _TRANSPOSED_CONV_OPS = ("Conv2DBackpropInput",)
+_FILTER_GRADIENT_OPS = ("Conv2DBackpropFilter",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +70,14 @@ class ModelFlops:
   def input_gradients_all(self) -> int:
     return self.forward
 
+  @property
+  def penalty_pass(self) -> int:
+    """FLOPs per example of one gradient penalty on this model (the module docstring's P)."""
+    last = int(self.layer_flops[-1])
+    return (self.forward - last + self.input_gradients_all
+            + self.weight_gradients + self.input_gradients_after_first - 2 * last
+            + self.weight_gradients + self.input_gradients_all - last)
+
 
 def _static_shape(tensor) -> List[int]:
   shape = tensor.shape.as_list()
@@ -68,7 +87,8 @@ def _static_shape(tensor) -> List[int]:
 
 
 def _op_flops(op) -> int:
-  """2 x multiply-adds of one MatMul / Conv2D / Conv2DBackpropInput op; 0 for other ops."""
+  """2 x multiply-adds of one MatMul / Conv2D / Conv2DBackpropInput / Conv2DBackpropFilter op;
+  0 for other ops."""
   if op.type in _MATMUL_OPS:
     a, b = _static_shape(op.inputs[0]), _static_shape(op.inputs[1])
     transpose_a = op.get_attr("transpose_a") if op.type == "MatMul" else op.get_attr("adj_x")
@@ -80,6 +100,11 @@ def _op_flops(op) -> int:
   if op.type in _CONV_OPS:
     kernel_h, kernel_w, in_channels, _ = _static_shape(op.inputs[1])
     return 2 * int(np.prod(_static_shape(op.outputs[0]))) * kernel_h * kernel_w * in_channels
+  if op.type in _FILTER_GRADIENT_OPS:
+    # A convolution's weight gradient (in gradient graphs): every output position's gradient
+    # times the receptive field, as the forward convolution.
+    kernel_h, kernel_w, in_channels, _ = _static_shape(op.outputs[0])  # The kernel's shape.
+    return 2 * int(np.prod(_static_shape(op.inputs[2]))) * kernel_h * kernel_w * in_channels
   if op.type in _TRANSPOSED_CONV_OPS:
     # The forward pass of a transposed convolution: every input position (the op's
     # `out_backprop`) is multiplied by the whole kernel [kh, kw, out_channels, in_channels].
@@ -123,18 +148,28 @@ class StepFlops:
   discriminator: ModelFlops
   update: str
   d_steps: int
+  gradient_penalty: bool = False  # WGAN-GP on every discriminator update.
+  r1_every: int = 0  # R1 on every r1_every-th discriminator update; 0: no R1.
 
   @property
-  def per_example_step(self) -> int:
-    """FLOPs of one training step per example of the batch (all d_steps updates)."""
+  def penalties_per_update(self) -> float:
+    """FLOPs per example of the gradient penalties of one discriminator update, on average."""
+    passes = float(self.gradient_penalty) + (1.0 / self.r1_every if self.r1_every else 0.0)
+    return passes * self.discriminator.penalty_pass
+
+  @property
+  def per_example_step(self) -> float:
+    """FLOPs of one training step per example of the batch (all d_steps updates, penalties
+    included: lazy R1's on average)."""
     g, d = self.generator, self.discriminator
     g_train = g.forward + g.weight_gradients + g.input_gradients_after_first
     d_train = d.forward + d.weight_gradients + d.input_gradients_after_first
     d_for_generator = d.forward + d.input_gradients_all
     if self.update == "simultaneous":
-      return g_train + 2 * d_train + d.input_gradients_all
+      return g_train + 2 * d_train + d.input_gradients_all + self.penalties_per_update
     if self.update == "alternating":
-      return self.d_steps * (g.forward + 2 * d_train) + g_train + d_for_generator
+      return (self.d_steps * (g.forward + 2 * d_train + self.penalties_per_update) + g_train
+              + d_for_generator)
     raise ValueError(f"unknown update {self.update!r}; accepted: alternating, simultaneous")
 
   @property
@@ -148,8 +183,20 @@ class StepFlops:
 
 
 def training_flops(generator: keras.Model, discriminator: keras.Model, latent_dim: int,
-                   image_shape: Sequence[int], update: str, d_steps: int) -> StepFlops:
-  """Counts a training step of these players (see the module docstring for what is counted)."""
+                   image_shape: Sequence[int], update: str, d_steps: int,
+                   gradient_penalty: bool = False, r1_every: int = 0) -> StepFlops:
+  """Counts a training step of these players (see the module docstring for what is counted):
+  with WGAN-GP when `gradient_penalty`, with R1 on every `r1_every`-th D update (0: none)."""
   return StepFlops(generator=model_flops(generator, [latent_dim]),
                    discriminator=model_flops(discriminator, image_shape),
-                   update=update, d_steps=d_steps)
+                   update=update, d_steps=d_steps, gradient_penalty=bool(gradient_penalty),
+                   r1_every=int(r1_every))
+
+
+def config_training_flops(generator: keras.Model, discriminator: keras.Model, config,
+                          image_shape: Sequence[int]) -> StepFlops:
+  """`training_flops` of a run's `TrainConfig`: its update, D steps and penalties."""
+  return training_flops(generator, discriminator, config.latent_dim, image_shape,
+                        config.update, config.d_steps,
+                        gradient_penalty=config.gradient_penalty > 0,
+                        r1_every=config.r1_every if config.r1_gamma > 0 else 0)
