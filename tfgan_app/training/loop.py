@@ -99,6 +99,22 @@ def check_steps_per_execution(config, start_step: int = 0) -> None:
                       f"--steps_per_execution={every}; resume with a divisor of {start_step}")
 
 
+def check_one_step_per_execution_with_replicas(config, replicas: int) -> None:
+  """Several steps per execution fail under more than one replica: Keras 3's multi-step loop
+  (a tf.while_loop over a tf.cond around `strategy.run`) stops at run time with "You must feed
+  a value for placeholder tensor" (keras-team/keras#19246, any train_step that applies
+  gradients), after the workdir is set up.
+
+  Raises:
+    ConfigError: `steps_per_execution` > 1 with `replicas` > 1.
+  """
+  if replicas > 1 and config.steps_per_execution > 1:
+    raise ConfigError(
+        f"--steps_per_execution={config.steps_per_execution} cannot run under the {replicas} "
+        f"replicas of --strategy={config.strategy}: Keras 3 fails on several steps per "
+        "execution with replicas (keras-team/keras#19246); use --steps_per_execution=1")
+
+
 def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
   """Runs (or resumes) training as configured, then exports the generator.
 
@@ -122,6 +138,7 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
       raise ConfigError(
           f"--batch_size={config.batch_size} is not divisible by the {replicas} replicas of "
           f"--strategy={config.strategy}; use a multiple of {replicas}")
+    check_one_step_per_execution_with_replicas(config, replicas)
     info = data.prepare(config.dataset, config.split, config.data_dir, config.image_size,
                         download=config.download, resize=config.resize,
                         channels=config.channels, cache=config.cache,
