@@ -296,7 +296,9 @@ def test_warmup_file_holds_one_prediction_log_per_signature(exported):
 
 def test_export_command_exports_the_newest_checkpoint_of_a_workdir(tmp_path):
   from tests.conftest import tiny_config  # pylint: disable=import-outside-toplevel
-  config = tiny_config(tmp_path / "run", None, ema_decay=0.9)
+  # Refine blocks with kernels of their own size: the export must rebuild them from run_spec.
+  config = tiny_config(tmp_path / "run", None, ema_decay=0.9, kernel_size=5, g_refine_blocks=1,
+                       g_refine_kernel_size=3)
   image_shape = (28, 28, 1)
   model = gan_build.build_gan(config, image_shape)
   model.step.assign(42)

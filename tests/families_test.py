@@ -59,9 +59,9 @@ def test_run_spec_comes_from_the_family_and_old_specs_get_its_defaults(tmp_path)
   assert gan_spec == families.GAN.run_spec(gan_config, (28, 28, 1))
   assert gmm_spec == {"architecture": "gmm", "dataset": "mnist", "image_shape": [28, 28, 1],
                       "latent_dim": gmm_config.latent_dim, "gmm_components": 5}
-  # A GAN run from before g_refine_blocks and minibatch discrimination existed.
+  # A GAN run from before g_refine_blocks, its kernel size and minibatch discrimination existed.
   old = {key: value for key, value in gan_spec.items()
-         if key not in ("g_refine_blocks", "minibatch_discrimination")}
+         if key not in ("g_refine_blocks", "g_refine_kernel_size", "minibatch_discrimination")}
   (tmp_path / "gan.json").write_text(json.dumps(old))
   assert workdir_lib.read_run_spec(str(tmp_path / "gan.json")) == gan_spec
   # The mixture's spec gets none of the GAN's fields.

@@ -8,6 +8,7 @@ import tensorflow as tf
 from tfgan_app.models import dcgan
 from tfgan_app.models import mlp
 from tfgan_app.models import registry as models
+from tfgan_app.performance import flops
 from tfgan_app.performance import tutorial_baseline
 
 
@@ -64,6 +65,23 @@ def test_refine_blocks_work_at_the_base_resolution():
   extra = len(refined.variables) - len(plain.variables)
   assert extra == 2 * (1 + 4)
   assert dcgan.Generator.from_config(refined.get_config()).refine_blocks == 2
+
+
+def test_refine_blocks_take_their_own_kernel_size():
+  generator = models.build_generator("dcgan", 16, (28, 28, 1), filters=8, kernel_size=5,
+                                     refine_blocks=2, refine_kernel_size=3)
+  assert [getattr(generator, f"refine{index}").kernel.shape for index in range(2)] == [
+      (3, 3, 16, 16)] * 2
+  assert generator.up0.kernel.shape[:2] == (5, 5)  # The upsampling layers keep kernel_size.
+  assert dcgan.Generator.from_config(generator.get_config()).refine_kernel_size == 3
+  # Two 3x3 16->16 blocks at 7x7 cost 9/25 of two 5x5 ones.
+  five = models.build_generator("dcgan", 16, (28, 28, 1), filters=8, kernel_size=5,
+                                refine_blocks=2)
+  saved = flops.model_flops(five, [16]).forward - flops.model_flops(generator, [16]).forward
+  assert saved == 2 * 2 * 7 * 7 * 16 * 16 * (25 - 9)
+  with pytest.raises(ValueError, match="--g_refine_kernel_size=3 sizes the kernels of the refine "
+                                       "blocks, and --g_refine_blocks=0 adds none"):
+    models.build_generator("dcgan", 16, (28, 28, 1), filters=8, refine_kernel_size=3)
 
 
 @pytest.mark.parametrize("size,refine_blocks", [(28, 0), (64, 0), (28, 1)])

@@ -80,6 +80,7 @@ class TrainConfig:
   d_filters: int = 64
   kernel_size: int = 4
   g_refine_blocks: int = 0
+  g_refine_kernel_size: int = 0  # Kernel side of the refine blocks; 0: kernel_size.
   sync_batchnorm: bool = False
   minibatch_discrimination: bool = False
   minibatch_kernels: int = 100

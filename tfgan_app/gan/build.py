@@ -36,14 +36,15 @@ def build_gan(config, image_shape, policy: Optional[str] = None) -> gan_lib.GAN:
       minibatch_kernel_dim=config.minibatch_kernel_dim, g_units=g_units,
       d_units=config_lib.parse_units(config.d_units), d_dropout=config.d_dropout,
       spectral_norm=config.spectral_norm, conditioning=config.conditioning,
-      num_classes=config.num_classes)
+      num_classes=config.num_classes, g_refine_kernel_size=config.g_refine_kernel_size)
   ema_generator = None
   if config.ema_decay > 0:
     ema_generator = models.build_generator(
         config.architecture, config.latent_dim, image_shape, config.g_filters,
         config.sync_batchnorm, name="ema_generator", kernel_size=config.kernel_size,
         refine_blocks=config.g_refine_blocks, hidden_units=g_units,
-        num_classes=config.num_classes if conditional else 0)
+        num_classes=config.num_classes if conditional else 0,
+        refine_kernel_size=config.g_refine_kernel_size)
   model = gan_lib.GAN(generator, discriminator, latent_dim=config.latent_dim,
                       d_steps=config.d_steps, loss=config.loss, seed=config.seed,
                       label_smoothing=config.label_smoothing, g_objective=config.g_objective,
@@ -82,7 +83,7 @@ def build_gan(config, image_shape, policy: Optional[str] = None) -> gan_lib.GAN:
 
 # run_spec.json fields that runs from before they existed leave out, at their values then.
 SPEC_DEFAULTS = {"minibatch_discrimination": False, "g_refine_blocks": 0, "spectral_norm": False,
-                 "conditioning": conditioning.NONE}
+                 "conditioning": conditioning.NONE, "g_refine_kernel_size": 0}
 
 
 def run_spec(config, image_shape) -> dict:
@@ -91,6 +92,7 @@ def run_spec(config, image_shape) -> dict:
           "image_shape": list(image_shape), "latent_dim": config.latent_dim,
           "g_filters": config.g_filters, "d_filters": config.d_filters,
           "kernel_size": config.kernel_size, "g_refine_blocks": config.g_refine_blocks,
+          "g_refine_kernel_size": config.g_refine_kernel_size,
           "ema": config.ema_decay > 0,
           "minibatch_discrimination": config.minibatch_discrimination,
           # D's layers hold u; dcgan's D has no BatchNorm then.

@@ -61,13 +61,19 @@ def check_conditional(architecture: str, conditioning: str) -> None:
 
 
 def check_options(architecture: str, g_refine_blocks: int = 0,
-                  minibatch_kernels: int = 0) -> None:
-  """Raises ValueError when an option names layers that `architecture` does not have.
+                  minibatch_kernels: int = 0, g_refine_kernel_size: int = 0) -> None:
+  """Raises ValueError when an option names layers that `architecture` (or the run) does not
+  have.
 
   Refinement blocks and minibatch discrimination are layers of dcgan (minibatch discrimination
   also of mlp); the tutorial's models stay as the tutorial wrote them, and resnet's as SNGAN's.
-  `minibatch_kernels` is 0 when minibatch discrimination is off.
+  `minibatch_kernels` is 0 when minibatch discrimination is off; `g_refine_kernel_size` 0 when
+  the refine blocks take --kernel_size.
   """
+  if g_refine_kernel_size and not g_refine_blocks:
+    raise ValueError(f"--g_refine_kernel_size={g_refine_kernel_size} sizes the kernels of the "
+                     "refine blocks, and --g_refine_blocks=0 adds none; set --g_refine_blocks "
+                     "or drop --g_refine_kernel_size")
   used = ([f"--g_refine_blocks={g_refine_blocks}"] if g_refine_blocks else []) + (
       ["--minibatch_discrimination"] if minibatch_kernels else [])
   if architecture in ("tf_tutorial", "resnet") and used:
@@ -85,18 +91,20 @@ def build_generator(architecture: str, latent_dim: int, image_shape: Sequence[in
                     filters: int, sync_batchnorm: bool = False, name: str = "generator",
                     kernel_size: int = 4, refine_blocks: int = 0,
                     hidden_units: Sequence[int] = (1200, 1200),
-                    num_classes: int = 0) -> keras.Model:
+                    num_classes: int = 0, refine_kernel_size: int = 0) -> keras.Model:
   """A built generator mapping [B, latent_dim] to [B, *image_shape].
 
   Images come out in [-1, 1]. `image_shape` is the example shape: [H, W, C], or [D] for the
   points of a toy distribution (mlp only). `filters`, `sync_batchnorm`, `kernel_size` and
-  `refine_blocks` apply to dcgan, `hidden_units` to mlp; resnet takes `filters` (the width of
-  every block) and `sync_batchnorm`, and has SNGAN's 3x3 kernels whatever `kernel_size`.
+  `refine_blocks` (and `refine_kernel_size`, 0: `kernel_size`) apply to dcgan, `hidden_units`
+  to mlp; resnet takes `filters` (the width of every block) and `sync_batchnorm`, and has
+  SNGAN's 3x3 kernels whatever `kernel_size`.
   `num_classes` > 0: class-conditional, called as `generator(latents, labels=labels)` with
   labels int32 [B] (CONDITIONAL_ARCHITECTURES).
   """
   check_example_shape(architecture, image_shape)
-  check_options(architecture, g_refine_blocks=refine_blocks)
+  check_options(architecture, g_refine_blocks=refine_blocks,
+                g_refine_kernel_size=refine_kernel_size)
   if num_classes and architecture not in CONDITIONAL_ARCHITECTURES:
     raise ValueError(f"--architecture={architecture} has no class-conditional generator; "
                      f"accepted: {', '.join(CONDITIONAL_ARCHITECTURES)}")
@@ -114,7 +122,8 @@ def build_generator(architecture: str, latent_dim: int, image_shape: Sequence[in
   else:
     generator = dcgan.Generator(latent_dim, image_shape, filters=filters,
                                 sync_batchnorm=sync_batchnorm, kernel_size=kernel_size,
-                                refine_blocks=refine_blocks, num_classes=num_classes, name=name)
+                                refine_blocks=refine_blocks, num_classes=num_classes,
+                                refine_kernel_size=refine_kernel_size, name=name)
   if num_classes:
     generator(keras.ops.zeros((1, latent_dim)), labels=keras.ops.zeros((1,), "int32"))
   else:
@@ -176,15 +185,16 @@ def build_models(architecture: str, latent_dim: int, image_shape: Sequence[int],
                  minibatch_kernel_dim: int = minibatch_discrimination.DEFAULT_KERNEL_DIM,
                  g_units: Sequence[int] = (1200, 1200), d_units: Sequence[int] = (240, 240),
                  d_dropout: float = 0.5, spectral_norm: bool = False,
-                 conditioning: str = "none",
-                 num_classes: int = 0) -> Tuple[keras.Model, keras.Model]:
+                 conditioning: str = "none", num_classes: int = 0,
+                 g_refine_kernel_size: int = 0) -> Tuple[keras.Model, keras.Model]:
   """Returns (generator, discriminator), built for examples of `image_shape`; both
   class-conditional when `conditioning` is not none (`num_classes` classes)."""
   check_conditional(architecture, conditioning)
   g_classes = num_classes if conditioning != "none" else 0
   return (build_generator(architecture, latent_dim, image_shape, g_filters, sync_batchnorm,
                           kernel_size=kernel_size, refine_blocks=g_refine_blocks,
-                          hidden_units=g_units, num_classes=g_classes),
+                          hidden_units=g_units, num_classes=g_classes,
+                          refine_kernel_size=g_refine_kernel_size),
           build_discriminator(architecture, image_shape, d_filters, sync_batchnorm,
                               kernel_size=kernel_size, minibatch_kernels=minibatch_kernels,
                               minibatch_kernel_dim=minibatch_kernel_dim, hidden_units=d_units,

@@ -206,7 +206,8 @@ def run_benchmark(config: config_lib.TrainConfig, options: Options,
     models.check_example_shape(config.architecture, info.example_shape)
     models.check_options(
         config.architecture, g_refine_blocks=config.g_refine_blocks,
-        minibatch_kernels=config.minibatch_kernels if config.minibatch_discrimination else 0)
+        minibatch_kernels=config.minibatch_kernels if config.minibatch_discrimination else 0,
+        g_refine_kernel_size=config.g_refine_kernel_size)
     _check_baseline(options, info.example_shape)
     if config.conditioning != "none":  # The classes come from the data, as in training.
       config = config.with_updates(num_classes=len(info.class_names))

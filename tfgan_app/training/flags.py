@@ -158,6 +158,9 @@ flags.DEFINE_integer("kernel_size", _DEFAULTS.kernel_size,
 flags.DEFINE_integer("g_refine_blocks", _DEFAULTS.g_refine_blocks,
                      "Stride-1 transposed-convolution blocks (BatchNorm, ReLU) at the generator's "
                      "base resolution (7x7 for 28x28 images) before it upsamples, >= 0.")
+flags.DEFINE_integer("g_refine_kernel_size", _DEFAULTS.g_refine_kernel_size,
+                     "Side of the refine blocks' kernels, in pixels (3: a ninth of a 9x9 "
+                     "kernel's compute, about half of a 5x5's). 0 (default): --kernel_size.")
 flags.DEFINE_string("g_units", _DEFAULTS.g_units,
                     "--architecture=mlp: widths of the generator's hidden ReLU layers, "
                     "comma-separated, input side first.")
@@ -292,6 +295,8 @@ flags.register_validator("image_size", lambda value: value is None or value > 0,
                          message="must be a positive number of pixels (e.g. 28, 32, 64)")
 flags.register_validator("seed", lambda value: value >= 0, message="must be >= 0")
 flags.register_validator("g_refine_blocks", lambda value: value >= 0, message="must be >= 0")
+flags.register_validator("g_refine_kernel_size", lambda value: value >= 0,
+                         message="must be >= 0 (0: --kernel_size)")
 for _name in ("intra_op_threads", "inter_op_threads"):
   flags.register_validator(_name, lambda value: value >= 0,
                            message="must be >= 0 (0: TensorFlow's default)")

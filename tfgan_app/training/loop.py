@@ -147,7 +147,8 @@ def train_and_export(config: config_lib.TrainConfig) -> TrainResult:
     models.check_example_shape(config.architecture, info.example_shape)
     models.check_options(
         config.architecture, g_refine_blocks=config.g_refine_blocks,
-        minibatch_kernels=config.minibatch_kernels if config.minibatch_discrimination else 0)
+        minibatch_kernels=config.minibatch_kernels if config.minibatch_discrimination else 0,
+        g_refine_kernel_size=config.g_refine_kernel_size)
     if config.eval_every and data.is_point_dataset(info):
       raise ConfigError(f"--eval_every measures images with a classifier; {config.dataset!r} is "
                         "a toy distribution, measured every --sample_every steps instead: drop "
