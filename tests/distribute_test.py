@@ -78,11 +78,11 @@ def _assert_same_weights(expected, got):
     # loss; the class losses and accuracy are global means.
     (["--conditioning=acgan", "--d_steps=2", "--g_objective=feature_matching"],
      {"d_class_loss", "g_class_loss", "real_class_accuracy"}),
-    # Alternating with one D step. Lazy R1 differentiating the projection discriminator at real images and their labels:
-    # updates 0 and 2 compute it, update 1 logs the record of update 0. D without BatchNorm
-    # (--spectral_norm): lazy R1 refuses D's synchronised BatchNorm under replicas. The smooth
-    # default loss: under hinge, whose kinks a rounding difference can cross, this seed's runs
-    # part by 5e-4 at step 2.
+    # Alternating with one D step. Lazy R1 differentiating the projection discriminator at real
+    # images and their labels: updates 0 and 2 compute it, update 1 logs the record of update 0.
+    # D without BatchNorm (--spectral_norm): lazy R1 refuses D's synchronised BatchNorm under
+    # replicas. The smooth default loss: under hinge, whose kinks a rounding difference can
+    # cross, this seed's runs part by 5e-4 at step 2.
     (["--conditioning=projection", "--r1_gamma=1", "--r1_every=2", "--spectral_norm"],
      {"r1_penalty"})],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None)

@@ -23,7 +23,8 @@ _PROGRAM = "python -m tfgan_app.export"
 
 def define_flags(flag_values) -> None:
   """The command's flags, on their own `FlagValues` (the process may hold the training flags)."""
-  flags.DEFINE_string("workdir", None, "Training workdir whose checkpoint to export (the newest unless --step).",
+  flags.DEFINE_string("workdir", None,
+                      "Training workdir whose checkpoint to export (the newest unless --step).",
                       flag_values=flag_values)
   flags.DEFINE_string("export_dir", None,
                       "Export base directory; the model goes to <export_dir>/<model_name>/<step>/. "
@@ -47,8 +48,8 @@ def define_flags(flag_values) -> None:
 def main(argv) -> int:
   """`python -m tfgan_app.export`; returns the exit status."""
   values, status = cli.parse_private_flags(
-      _PROGRAM, define_flags, argv, "--workdir=DIR [--export_dir=DIR] [--model_name=NAME] [--step=N]",
-      required=["workdir"])
+      _PROGRAM, define_flags, argv,
+      "--workdir=DIR [--export_dir=DIR] [--model_name=NAME] [--step=N]", required=["workdir"])
   if values is None:
     return status
   try:
