@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import re
 import sys
 from typing import Callable, Optional
 
@@ -34,7 +35,7 @@ def restore_checkpoint(model, path: str) -> None:
 # What reading a damaged checkpoint raises: a truncated data file fails with IndexError inside
 # TensorFlow's reader, a truncated or corrupt index with DataLossError (an OpError), a
 # checkpoint of another structure fails the match assertion (AssertionError/ValueError).
-UNREADABLE_CHECKPOINT_ERRORS = (tf.errors.OpError, ValueError, AssertionError, IndexError,
+_UNREADABLE_CHECKPOINT_ERRORS = (tf.errors.OpError, ValueError, AssertionError, IndexError,
                                  KeyError, TypeError, message_lib.DecodeError)
 
 
@@ -71,9 +72,10 @@ def listed_checkpoints(checkpoint_dir: str) -> list:
   return paths[::-1]
 
 
-def first_line(error: BaseException) -> str:
+def _reason(error: BaseException) -> str:
+  """Why a checkpoint did not restore, in one line: the error's type and first line."""
   text = str(error).strip()
-  return text.splitlines()[0] if text else type(error).__name__
+  return f"{type(error).__name__}: {text.splitlines()[0] if text else type(error).__name__}"
 
 
 def print_to_stderr(line: str) -> None:
@@ -109,8 +111,8 @@ def restore_checkpoints(model, checkpoint_dir: str, workdir: str,
       try:
         restore_checkpoint(model, path)
         return Restored(path, skipped)
-      except UNREADABLE_CHECKPOINT_ERRORS as error:
-        reason = f"{type(error).__name__}: {first_line(error)}"
+      except _UNREADABLE_CHECKPOINT_ERRORS as error:
+        reason = _reason(error)
     skipped.append((path, reason))
     report(f"Skipped checkpoint {path}: cannot restore it ({reason})")
   if not skipped:
@@ -135,15 +137,25 @@ def checkpoint_of_step(checkpoint_dir: str, step: int) -> str:
   path = os.path.join(checkpoint_dir, f"ckpt-{step}")
   if tf.io.gfile.exists(path + ".index"):
     return path
-  held = sorted(int(name[len("ckpt-"):-len(".index")])
-                for name in (tf.io.gfile.listdir(checkpoint_dir)
-                             if tf.io.gfile.isdir(checkpoint_dir) else [])
-                if name.startswith("ckpt-") and name.endswith(".index")
-                and name[len("ckpt-"):-len(".index")].isdigit())
+  names = tf.io.gfile.listdir(checkpoint_dir) if tf.io.gfile.isdir(checkpoint_dir) else []
+  held = sorted(int(match.group(1)) for match in (re.fullmatch(r"ckpt-(\d+)\.index", name)
+                                                  for name in names) if match)
   steps = ", ".join(str(value) for value in held) or "none"
   raise workdir_lib.ConfigError(
       f"no checkpoint of step {step} in {checkpoint_dir} (steps held: {steps}); "
       "--checkpoint_every and --keep_checkpoints decide which steps a run keeps")
+
+
+def restore_exactly(model, path: str) -> None:
+  """Restores the checkpoint `path` and no other (no fallback to an older one).
+
+  Raises:
+    ConfigError: it cannot be restored; one line naming it and why.
+  """
+  try:
+    restore_checkpoint(model, path)
+  except _UNREADABLE_CHECKPOINT_ERRORS as error:
+    raise workdir_lib.ConfigError(f"cannot restore checkpoint {path}: {_reason(error)}") from error
 
 
 def restore_latest(model, checkpoint_dir, workdir) -> Optional[str]:

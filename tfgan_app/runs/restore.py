@@ -67,11 +67,7 @@ def restore_run(workdir: str, step: Optional[int] = None) -> RestoredRun:
   # Export and evaluation compute in float32, whatever the run trained in.
   model = build_model(config, image_shape, precision.FLOAT32)
   if chosen is not None:
-    try:
-      checkpoints.restore_checkpoint(model, chosen)
-    except checkpoints.UNREADABLE_CHECKPOINT_ERRORS as error:
-      raise ConfigError(f"cannot restore checkpoint {chosen}: {type(error).__name__}: "
-                        f"{checkpoints.first_line(error)}") from error
+    checkpoints.restore_exactly(model, chosen)
     return RestoredRun(model, config, image_shape, chosen)
   # Broken newer checkpoints are skipped with one line each on stderr.
   restored = checkpoints.restore_checkpoints(model, checkpoint_dir, workdir)

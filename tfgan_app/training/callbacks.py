@@ -225,7 +225,6 @@ class ToyMonitor(periodic.PeriodicCallback):
     # point alone: the context changes nothing.
     context_size = max(1, self._d_batch_size - 1)
     context = self._distribution.sample(context_size, np.random.default_rng(1))
-    values = np.empty(len(points), np.float32)
     discriminator = self.model.discriminator
     chunk_size = self._d_batch_size
     # One graph for every chunk (the last one padded to the same shape): a 2-D surface is
@@ -233,14 +232,15 @@ class ToyMonitor(periodic.PeriodicCallback):
     judge = tf.function(lambda batch: tf.sigmoid(tf.cast(
         discriminator(batch, training=False), tf.float32))[:chunk_size, 0])
     context = context.astype(np.float32)
+    padded = np.zeros((-(-len(points) // chunk_size) * chunk_size,) + points.shape[1:],
+                      np.float32)
+    padded[:len(points)] = points
+    values = np.empty(len(padded), np.float32)
     with minibatch_discrimination.judged_against_last_rows(discriminator, context_size):
       for start in range(0, len(points), chunk_size):
-        chunk = points[start:start + chunk_size].astype(np.float32)
-        padded = np.concatenate([chunk, np.zeros((chunk_size - len(chunk),) + chunk.shape[1:],
-                                                 np.float32)])
-        values[start:start + len(chunk)] = judge(
-            tf.constant(np.concatenate([padded, context]))).numpy()[:len(chunk)]
-    return values  # [N]
+        batch = np.concatenate([padded[start:start + chunk_size], context])
+        values[start:start + chunk_size] = judge(tf.constant(batch)).numpy()
+    return values[:len(points)]  # [N]
 
   def picture(self, generated: np.ndarray, title: str) -> np.ndarray:
     """uint8 [H, W, 3]: real vs generated points over D's decision surface."""
