@@ -1,5 +1,6 @@
 """Every configs/*.cfg parses with the real flag definitions into a valid TrainConfig."""
 
+import dataclasses
 import glob
 import os
 
@@ -30,18 +31,36 @@ def test_config_parses(path):
 
 
 def test_dcgan_config_is_the_dcgan_recipe():
-  app_flags.FLAGS.unparse_flags()
-  try:
-    app_flags.FLAGS(["train", f"--flagfile={os.path.join(REPO_ROOT, 'configs', 'dcgan.cfg')}"])
-    config = app_flags.config_from_flags()
-  finally:
-    app_flags.FLAGS.unparse_flags()
+  config = _parse("dcgan.cfg")
   assert config.dataset == "mnist" and config.model_name == "dcgan"
-  assert (config.g_lr, config.d_lr, config.beta1) == (2e-4, 2e-4, 0.5)
-  # The flags' default batch is DCGAN's 128; the config halves it for twice the updates in the
-  # same 15 minutes (its header gives the measurements).
-  assert app_flags.FLAGS["batch_size"].default == 128 and config.batch_size == 64
   assert config.architecture == "dcgan" and config.export
+  assert config.loss == "non_saturating" and config.update == "alternating"
+  # DCGAN's Adam betas at twice its learning rate, held steady by lazy R1 (the header gives the
+  # measurements).
+  assert (config.g_lr, config.d_lr, config.beta1) == (4e-4, 4e-4, 0.5)
+  assert (config.r1_gamma, config.r1_every) == (0.1, 16)
+  assert (config.kernel_size, config.g_refine_blocks, config.g_refine_kernel_size) == (5, 2, 3)
+  # The flags' default batch is DCGAN's 128; the config halves it for twice the updates.
+  assert app_flags.FLAGS["batch_size"].default == 128 and config.batch_size == 64
+
+
+def test_dcgan_config_trains_within_half_the_former_recipes_compute():
+  """The MNIST bar's budget (issue #20): half of the former recipe's 10,000 steps x 64 images x
+  0.5721 GFLOP, counted the way `flops` counts (R1 included)."""
+  from tfgan_app.performance import flops  # pylint: disable=import-outside-toplevel
+  from tfgan_app.runs import restore  # pylint: disable=import-outside-toplevel
+  config = _parse("dcgan.cfg")
+  model = restore.build_model(config, (28, 28, 1), "float32")
+  step = flops.config_training_flops(model.generator, model.discriminator, config, (28, 28, 1))
+  assert step.per_real_image == pytest.approx(0.3743e9, rel=1e-3)
+  total = step.per_example_step * config.batch_size * config.train_steps
+  former = dataclasses.replace(config, g_refine_kernel_size=0, r1_gamma=0.0, train_steps=10000)
+  former_model = restore.build_model(former, (28, 28, 1), "float32")
+  former_step = flops.config_training_flops(former_model.generator, former_model.discriminator,
+                                            former, (28, 28, 1))
+  former_total = former_step.per_example_step * former.batch_size * former.train_steps
+  assert former_step.per_real_image == pytest.approx(0.5721e9, rel=1e-3)
+  assert total <= former_total / 2 and total > 0.99 * former_total / 2, (total, former_total)
 
 
 def _parse(name):
