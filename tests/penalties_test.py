@@ -3,6 +3,8 @@ example and uniform, lazy R1, the loss-scaled inner gradient of mixed_float16, t
 training with them, exact resume, and lazy R1's refusal of D's cross-replica BatchNorm."""
 
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -219,6 +221,31 @@ def test_resume_with_both_penalties_and_lazy_r1_is_exact(tmp_path, data_dir):
   assert set(expected) == set(got) and any("_trainable_variables" in name for name in got)
   for name in expected:
     np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
+def test_a_resumed_run_logs_the_r1_value_of_the_skipped_updates(tmp_path, data_dir):
+  # Lazy R1 on update 0 of 4 only: after a resume at step 2, updates 2 and 3 log the value
+  # update 0 computed, which the checkpoint carries (not 0).
+  straight = tiny_config(tmp_path / "straight", data_dir, r1_gamma=1.0, r1_every=4,
+                         export=False)
+  expected, got = straight_and_resumed_checkpoints(straight)
+  record = [name for name in got if name.startswith("r1_record/")]
+  assert record and expected[record[0]] > 0
+  np.testing.assert_array_equal(got[record[0]], expected[record[0]])
+  logged = [_logged(config.workdir, "r1_penalty", step=4)
+            for config in (straight, straight.with_updates(workdir=straight.workdir + "_resumed"))]
+  assert logged[0] == logged[1] == pytest.approx(float(expected[record[0]]))
+
+
+def _logged(workdir, tag, step):
+  """The value the training step logged under `tag` at `step` (TensorBoard event files)."""
+  values = []
+  for name in os.listdir(os.path.join(workdir, "train")):
+    for event in tf.compat.v1.train.summary_iterator(os.path.join(workdir, "train", name)):
+      values += [float(tf.make_ndarray(value.tensor)) for value in event.summary.value
+                 if value.tag == tag and event.step == step]
+  assert len(values) == 1, (tag, step, values)
+  return values[0]
 
 
 def test_lazy_r1_refuses_a_discriminator_that_synchronises_replicas(tmp_path):

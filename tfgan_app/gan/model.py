@@ -115,8 +115,7 @@ class GAN(keras.Model):
     self.conditioning = conditioning
     self.num_classes = int(num_classes) if conditioning != "none" else 0
     self.acgan_weight = float(acgan_weight)
-    # The last R1 value, logged by the discriminator updates that lazy R1 skips; not
-    # checkpointed (a log value, not training state).
+    # The last R1 value, logged by the discriminator updates that lazy R1 skips.
     self.r1_record = tf.Variable(0.0, trainable=False, name="r1_record",
                                  aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     self._generator_loss = self.objective.generator_loss
@@ -192,8 +191,9 @@ class GAN(keras.Model):
     """(required, optional) objects of the run's checkpoint (`runs.checkpoints`).
 
     Required: everything that decides the rest of a run: weights, optimizer slots, step, seed
-    and the RNG state of D's dropout. Optional: the dynamic loss scales of mixed_float16
-    (`keras.optimizers.LossScaleOptimizer`). The optimizers are saved without their
+    and the RNG state of D's dropout. Optional (a checkpoint without them still restores): lazy
+    R1's last value, so that a resumed run logs what the uninterrupted one does, and the dynamic
+    loss scales of mixed_float16 (`keras.optimizers.LossScaleOptimizer`). The optimizers are saved without their
     loss-scaling wrapper, so a run resumes under any precision policy: a float16 run's
     checkpoint restores into a bfloat16 or float32 run (the scales are not needed there), and
     the other way round the scales start afresh.
@@ -208,6 +208,8 @@ class GAN(keras.Model):
     if random_states:  # Dropout masks (mlp, tf_tutorial): exact resume needs their RNG state.
       required["discriminator_random"] = tf.train.Checkpoint(**random_states)
     optional = {}
+    if self.penalties.r1_gamma and self.penalties.r1_every > 1:
+      optional["r1_record"] = self.r1_record
     for name in ("g_optimizer", "d_optimizer"):
       optimizer = getattr(self, name)
       if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
