@@ -192,9 +192,9 @@ class GAN(keras.Model):
 
     Required: everything that decides the rest of a run: weights, optimizer slots, step, seed
     and the RNG state of D's dropout. Optional (a checkpoint without them still restores): lazy
-    R1's last value, so that a resumed run logs what the uninterrupted one does, and the dynamic
-    loss scales of mixed_float16 (`keras.optimizers.LossScaleOptimizer`). The optimizers are saved without their
-    loss-scaling wrapper, so a run resumes under any precision policy: a float16 run's
+    R1's last value, so a resumed run logs what the uninterrupted one does, and the dynamic loss
+    scales of mixed_float16 (`keras.optimizers.LossScaleOptimizer`). The optimizers are saved
+    without their loss-scaling wrapper, so a run resumes under any precision policy: a float16 run's
     checkpoint restores into a bfloat16 or float32 run (the scales are not needed there), and
     the other way round the scales start afresh.
     """
