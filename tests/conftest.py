@@ -226,6 +226,24 @@ def cc_loader_check_binary() -> str:
   return binary
 
 
+# Written once or not per training step: timings, the precision record, sample images.
+NOT_STEP_LOGS = ("images_per_sec", "precision", "samples")
+
+
+def logged_scalars(workdir, skip=NOT_STEP_LOGS) -> dict:
+  """The values the training step logged (TensorBoard event files under <workdir>/train), by
+  (tag, step); tags in `skip` left out."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  values = {}
+  train_dir = os.path.join(str(workdir), "train")
+  for name in os.listdir(train_dir):
+    for event in tf.compat.v1.train.summary_iterator(os.path.join(train_dir, name)):
+      for value in event.summary.value:
+        if value.tag not in skip:
+          values[(value.tag, event.step)] = float(tf.make_ndarray(value.tensor))
+  return values
+
+
 def straight_and_resumed_checkpoints(straight, stop_at=2):
   """Trains `straight` (a TrainConfig) without a stop, and the same run stopped at step `stop_at`
   and resumed to its end in another workdir; returns both last checkpoints' values

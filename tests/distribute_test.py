@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import (HANG_TIMEOUT_S, REPO_ROOT, checkpoint_values, run_script_ok,
-                      tfds_data_dir)
+from conftest import (HANG_TIMEOUT_S, REPO_ROOT, checkpoint_values, logged_scalars,
+                      run_script_ok, tfds_data_dir)
 
 # float32: one replica and two agree to 1e-5 there; bfloat16 rounds each replica's partial sums.
 _TINY = ["--batch_size=32", "--seed=11", "--deterministic", "--train_steps=3", "--log_every=1",
@@ -37,21 +37,6 @@ def _checkpoint(workdir):
   optimizers (`d_optimizer/_trainable_variables/N`), Adam's moments under
   `d_optimizer/_variables/N`; `generator/` and `discriminator/` hold only BatchNorm statistics."""
   return checkpoint_values(tf.train.latest_checkpoint(os.path.join(str(workdir), "checkpoints")))
-
-
-# Written once or not per training step: timings, the precision record, sample images.
-_NOT_LOGS = ("images_per_sec", "precision", "samples")
-
-
-def _scalars(workdir):
-  """The training step's logged values by (tag, step)."""
-  values = {}
-  for name in os.listdir(os.path.join(str(workdir), "train")):
-    for event in tf.compat.v1.train.summary_iterator(os.path.join(str(workdir), "train", name)):
-      for value in event.summary.value:
-        if value.tag not in _NOT_LOGS:
-          values[(value.tag, event.step)] = float(tf.make_ndarray(value.tensor))
-  return values
 
 
 def _assert_same_weights(expected, got):
@@ -94,7 +79,7 @@ def test_two_replicas_train_like_one(tmp_path, extra, extra_tags):
   _train(tmp_path / "one", "--strategy=default", *flags)
   _train(tmp_path / "two", "--strategy=mirrored", "--num_cpu_replicas=2", *flags)
   _assert_same_weights(_checkpoint(tmp_path / "one"), _checkpoint(tmp_path / "two"))
-  one, two = _scalars(tmp_path / "one"), _scalars(tmp_path / "two")
+  one, two = logged_scalars(tmp_path / "one"), logged_scalars(tmp_path / "two")
   tags = {tag for tag, _ in one}
   # The four below, D's estimate (jsd, or wasserstein under that loss) and the extra ones.
   assert {"d_loss", "g_loss", "d_real", "d_fake"} | extra_tags <= tags, sorted(tags)

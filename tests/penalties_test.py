@@ -3,8 +3,6 @@ example and uniform, lazy R1, the loss-scaled inner gradient of mixed_float16, t
 training with them, exact resume, and lazy R1's refusal of D's cross-replica BatchNorm."""
 
 
-import os
-
 import keras
 import numpy as np
 import pytest
@@ -12,7 +10,8 @@ import tensorflow as tf
 
 from tfgan_app.gan import build as gan_build
 from tfgan_app.gan import penalties
-from conftest import run_script_ok, straight_and_resumed_checkpoints, tiny_config
+from conftest import (logged_scalars, run_script_ok, straight_and_resumed_checkpoints,
+                      tiny_config)
 
 
 class Linear(keras.Model):
@@ -232,20 +231,9 @@ def test_a_resumed_run_logs_the_r1_value_of_the_skipped_updates(tmp_path, data_d
   record = [name for name in got if name.startswith("r1_record/")]
   assert record and expected[record[0]] > 0
   np.testing.assert_array_equal(got[record[0]], expected[record[0]])
-  logged = [_logged(config.workdir, "r1_penalty", step=4)
-            for config in (straight, straight.with_updates(workdir=straight.workdir + "_resumed"))]
+  logged = [logged_scalars(workdir)[("r1_penalty", 4)]
+            for workdir in (straight.workdir, straight.workdir + "_resumed")]
   assert logged[0] == logged[1] == pytest.approx(float(expected[record[0]]))
-
-
-def _logged(workdir, tag, step):
-  """The value the training step logged under `tag` at `step` (TensorBoard event files)."""
-  values = []
-  for name in os.listdir(os.path.join(workdir, "train")):
-    for event in tf.compat.v1.train.summary_iterator(os.path.join(workdir, "train", name)):
-      values += [float(tf.make_ndarray(value.tensor)) for value in event.summary.value
-                 if value.tag == tag and event.step == step]
-  assert len(values) == 1, (tag, step, values)
-  return values[0]
 
 
 def test_lazy_r1_refuses_a_discriminator_that_synchronises_replicas(tmp_path):
